@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/guichet/guichet/config"
+	"github.com/guichet/guichet/httpapi"
+	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/upstream"
+	"github.com/guichet/guichet/version"
+)
+
+// MinMasterKeyLength is the shortest master key production mode accepts.
+const MinMasterKeyLength = 32
+
+// serveHooks lets demo show its banner once the listener is up.
+type serveHooks struct {
+	listening func(addr, key string)
+}
+
+func serve(args []string, hooks *serveHooks) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", "", "configuration file (default: the bundled example)")
+	listen := fs.String("listen", "", "listen address (default 127.0.0.1:8080, env GUICHET_LISTEN)")
+	dataDir := fs.String("data", "", "data directory (default ./data, env GUICHET_DATA)")
+	dev := fs.Bool("dev", false, "development mode: generate a master key if none is set")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(*logLevel)
+
+	var cfg *config.Config
+	var err error
+	if *configPath == "" {
+		cfg, err = config.LoadExample()
+		if err == nil {
+			log.Info("no --config given: using the bundled example, whose models are served by guichet-sim (a simulator)")
+		}
+	} else {
+		cfg, err = config.Load(*configPath)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "guichet: configuration %s is not valid:\n%v\n", *configPath, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	cfg.Server.Listen = firstSet(*listen, os.Getenv("GUICHET_LISTEN"), cfg.Server.Listen)
+	cfg.Server.DataDir = firstSet(*dataDir, os.Getenv("GUICHET_DATA"), cfg.Server.DataDir)
+
+	key, err := masterKey(cfg, *dev)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guichet:", err)
+		return 1
+	}
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o750); err != nil {
+		fmt.Fprintln(os.Stderr, "guichet: data directory:", err)
+		return 1
+	}
+	if cfg.Storage.Cluster() {
+		log.Warn("storage.postgres/redis are set: this version keeps its (small) state in process; shared storage comes with the identity and ledger features")
+	}
+
+	models := routing.NewRegistry(cfg)
+	api := httpapi.NewServer(httpapi.Options{Config: cfg, Models: models, Logger: log, MasterKey: key})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	onChange := func(p *upstream.Provider) {
+		up := 0.0
+		if p.Healthy() {
+			up = 1
+			log.Info("provider up", "provider", p.ID, "url", p.URL, "max_context_length", p.MaxContext())
+		} else {
+			log.Warn("provider down", "provider", p.ID, "url", p.URL, "reason", p.LastError())
+		}
+		api.Metrics().Up.WithLabelValues(strings.SplitN(p.ID, "#", 2)[0], p.ID).Set(up)
+	}
+	models.Start(ctx, onChange)
+
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guichet:", err)
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("guichet serving", "version", version.Version, "listen", "http://"+ln.Addr().String(), "models", len(models.Models), "config", cfg.Format)
+	if hooks != nil && hooks.listening != nil {
+		hooks.listening(ln.Addr().String(), key)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		fmt.Fprintln(os.Stderr, "guichet:", err)
+		return 1
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight", "timeout", cfg.Server.ShutdownTimeout.D())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("shutdown", "err", err)
+	}
+	return 0
+}
+
+// masterKey reads GUICHET_MASTER_KEY (or OpenGateLLM's auth_master_key).
+// Production mode refuses a missing, short or default key; --dev generates
+// one and prints it once.
+func masterKey(cfg *config.Config, dev bool) (string, error) {
+	key := os.Getenv("GUICHET_MASTER_KEY")
+	if key == "" {
+		key = cfg.MasterKeyFromFile()
+	}
+	if key == "changeme" {
+		key = "" // OpenGateLLM's default is no secret
+	}
+	switch {
+	case len(key) >= MinMasterKeyLength:
+		return key, nil
+	case dev:
+		b := make([]byte, 32)
+		rand.Read(b)
+		key = "sk-dev-" + base64.RawURLEncoding.EncodeToString(b)
+		fmt.Fprintf(os.Stderr, "guichet --dev: generated master key (shown once): %s\n", key)
+		return key, nil
+	case key == "":
+		return "", fmt.Errorf("no master key: set GUICHET_MASTER_KEY to a secret of at least %d characters (for example: export GUICHET_MASTER_KEY=sk-$(head -c 32 /dev/urandom | base64 | tr -d '/+=')), or run with --dev", MinMasterKeyLength)
+	default:
+		return "", fmt.Errorf("the master key is %d characters long: it needs at least %d", len(key), MinMasterKeyLength)
+	}
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func firstSet(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func checkConfig(path string) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(os.Stderr, "%s: %d problem(s):\n", path, len(ps))
+			for _, p := range ps {
+				fmt.Fprintln(os.Stderr, "  "+p.String())
+			}
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
+		}
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	fmt.Printf("%s: valid (%s format, %d models)\n", path, cfg.Format, len(cfg.Models))
+	return 0
+}

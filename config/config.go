@@ -1,0 +1,213 @@
+// Package config loads guichet's YAML configuration: its own format, and
+// OpenGateLLM's config.yml as it is. Loading never stops at the first
+// problem: every problem is reported with its YAML path.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a whole guichet configuration.
+type Config struct {
+	Server  Server   `yaml:"server"`
+	Storage Storage  `yaml:"storage"`
+	RAG     RAG      `yaml:"rag"`
+	Models  []*Model `yaml:"models"`
+
+	// OpenGateLLM sections, read for compatibility (see opengatellm.go).
+	Dependencies *OGLDependencies `yaml:"dependencies"`
+	Settings     *OGLSettings     `yaml:"settings"`
+	Playground   yaml.Node        `yaml:"playground"` // the OpenGateLLM UI's section: ignored
+
+	// Format is "guichet" or "opengatellm" (detected).
+	Format string `yaml:"-"`
+	// Warnings are things worth one line in the start-up log.
+	Warnings []string `yaml:"-"`
+}
+
+// Server holds the HTTP listener's settings.
+type Server struct {
+	Listen string `yaml:"listen"`
+	// DataDir holds the embedded SQLite database and spill files.
+	DataDir string `yaml:"data_dir"`
+	// MaxBodyBytes bounds JSON request bodies (default 16 MiB).
+	MaxBodyBytes Size `yaml:"max_body_bytes"`
+	// MaxUploadBytes bounds multipart uploads such as audio (default 20 MiB).
+	MaxUploadBytes Size `yaml:"max_upload_bytes"`
+	// ShutdownTimeout bounds the wait for in-flight requests on stop.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Storage selects cluster mode: with a PostgreSQL DSN and a Redis URL,
+// guichet keeps its state there instead of in the data dir.
+type Storage struct {
+	Postgres string `yaml:"postgres"`
+	Redis    string `yaml:"redis"`
+}
+
+// Cluster reports whether shared storage is configured.
+func (s Storage) Cluster() bool { return s.Postgres != "" || s.Redis != "" }
+
+// RAG holds retrieval settings.
+type RAG struct {
+	// EmbeddingModel is the model used to vectorise documents.
+	EmbeddingModel string `yaml:"embedding_model"`
+}
+
+// Model is one public model name, load-balanced over providers.
+type Model struct {
+	Name      string   `yaml:"name"`
+	Type      string   `yaml:"type"`
+	Aliases   []string `yaml:"aliases"`
+	OwnedBy   string   `yaml:"owned_by"`
+	Routing   Routing  `yaml:"routing"`
+	Fallbacks []string `yaml:"fallbacks"`
+	Costs     *Costs   `yaml:"costs"`
+	Carbon    *Carbon  `yaml:"carbon"`
+
+	Providers []*Provider `yaml:"providers"`
+
+	// OpenGateLLM spellings of the same settings.
+	RoutingStrategy       string   `yaml:"routing_strategy"`
+	LoadBalancingStrategy string   `yaml:"load_balancing_strategy"`
+	CostPromptTokens      *float64 `yaml:"cost_prompt_tokens"`
+	CostCompletionTokens  *float64 `yaml:"cost_completion_tokens"`
+}
+
+// Routing says how a model picks among its providers and retries.
+type Routing struct {
+	// Strategy is shuffle (weighted random), round_robin or least_inflight.
+	Strategy string `yaml:"strategy"`
+	// MaxAttempts bounds upstream attempts per request, fallbacks included.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryWindow bounds the time spent retrying before the first byte.
+	RetryWindow Duration `yaml:"retry_window"`
+}
+
+// Costs are prices per million tokens.
+type Costs struct {
+	PromptTokens     float64 `yaml:"prompt_tokens"`
+	CompletionTokens float64 `yaml:"completion_tokens"`
+}
+
+// Carbon parameters of a model, for the energy and emissions estimate.
+type Carbon struct {
+	TotalParams  float64 `yaml:"total_params"`  // billions
+	ActiveParams float64 `yaml:"active_params"` // billions
+	Zone         string  `yaml:"zone"`          // ISO 3166-1 alpha-3 or WOR
+}
+
+// Provider is one upstream server of a model.
+type Provider struct {
+	Type      string   `yaml:"type"`
+	URL       string   `yaml:"url"`
+	Key       Secret   `yaml:"key"`
+	ModelName string   `yaml:"model_name"`
+	Timeouts  Timeouts `yaml:"timeouts"`
+	// Timeout is OpenGateLLM's single timeout (seconds): the total.
+	Timeout        Duration `yaml:"timeout"`
+	Weight         *float64 `yaml:"weight"`
+	MaxConcurrency int      `yaml:"max_concurrency"`
+	// H2C speaks HTTP/2 without TLS to the upstream (prior knowledge).
+	H2C bool `yaml:"h2c"`
+
+	// OpenGateLLM per-provider cost and carbon keys (0.1 and 0.4 spellings).
+	ModelCostPromptTokens            *float64 `yaml:"model_cost_prompt_tokens"`
+	ModelCostCompletionTokens        *float64 `yaml:"model_cost_completion_tokens"`
+	ModelCarbonFootprintZone         string   `yaml:"model_carbon_footprint_zone"`
+	ModelCarbonFootprintTotalParams  *float64 `yaml:"model_carbon_footprint_total_params"`
+	ModelCarbonFootprintActiveParams *float64 `yaml:"model_carbon_footprint_active_params"`
+	ModelHostingZone                 string   `yaml:"model_hosting_zone"`
+	ModelTotalParams                 *float64 `yaml:"model_total_params"`
+	ModelActiveParams                *float64 `yaml:"model_active_params"`
+}
+
+// Timeouts of one provider. Zero means the default.
+type Timeouts struct {
+	Connect   Duration `yaml:"connect"`    // TCP (and TLS) connect
+	FirstByte Duration `yaml:"first_byte"` // request sent → response headers
+	Idle      Duration `yaml:"idle"`       // between two chunks of a stream
+	Total     Duration `yaml:"total"`      // whole request
+}
+
+// Secret is a string that never prints: logs and dumps see "[redacted]".
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString keeps %#v from printing the secret too.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// MarshalJSON never writes the secret.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
+
+// Value is the secret itself, for the one place that sends it upstream.
+func (s Secret) Value() string { return string(s) }
+
+// Duration reads "30s", "2m" or a bare number of seconds (OpenGateLLM).
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want a duration such as 30s or a number of seconds")
+	}
+	if secs, err := strconv.ParseFloat(n.Value, 64); err == nil {
+		if secs < 0 {
+			return fmt.Errorf("duration %q is negative", n.Value)
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration: write it like 30s, 1m30s or 300 (seconds)", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D is the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size reads a byte count: 1048576, "512KiB", "16MiB", "1GiB", "10MB".
+type Size int64
+
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*s = Size(v)
+	return nil
+}
+
+// ParseSize reads a byte count with an optional unit.
+func ParseSize(text string) (int64, error) {
+	t := strings.TrimSpace(text)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a size: write it like 1048576, 512KiB or 16MiB", text)
+	}
+	return v * mult, nil
+}

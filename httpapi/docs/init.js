@@ -1,0 +1,2 @@
+// Served from guichet itself: nothing is fetched from the internet.
+window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#ui", deepLinking: true, persistAuthorization: false });

@@ -1,0 +1,180 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/openai"
+	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/upstream"
+)
+
+// maxUpstreamBody bounds a non-streamed answer read from a model server.
+const maxUpstreamBody = 64 << 20
+
+type decoder func(body []byte) (*openai.Request, *guichet.Error)
+
+func (s *Server) handleChat() http.Handler {
+	return s.inference(guichet.EndpointChat, openai.DecodeChat)
+}
+
+func (s *Server) handleCompletions() http.Handler {
+	return s.inference(guichet.EndpointCompletions, openai.DecodeCompletion)
+}
+
+func (s *Server) handleEmbeddings() http.Handler {
+	return s.inference(guichet.EndpointEmbeddings, openai.DecodeEmbeddings)
+}
+
+// inference serves the JSON endpoints that proxy to an OpenAI-compatible
+// path: decode once, resolve the model, send with retries, relay.
+func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x := s.begin(endpoint)
+		body, gerr := s.readBody(w, r)
+		if gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		req, gerr := decode(body)
+		if gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		x.model = req.Model
+		model, gerr := s.resolve(req.Model, endpoint)
+		if gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		x.model = model.Name
+
+		// The body sent upstream: the client's, byte for byte, with the
+		// provider's model name and, for streams, usage asked for.
+		var extra []openai.Member
+		if req.Stream {
+			extra = append(extra, openai.Member{Key: "stream_options", Raw: withUsage(req.Object.Get("stream_options"))})
+		}
+		build := func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
+			payload := make([]byte, 0, len(body)+len(p.ModelName)+48)
+			payload = req.Object.AppendWith(payload, append([]openai.Member{{Key: "model", Raw: quote(p.ModelName)}}, extra...)...)
+			return p.NewRequest(ctx, http.MethodPost, p.Path(endpoint), bytes.NewReader(payload), "application/json")
+		}
+		if req.Stream {
+			s.relayStream(w, r, x, model, routing.Call{Endpoint: endpoint, Build: build})
+			return
+		}
+		s.relayJSON(w, r, x, model, routing.Call{Endpoint: endpoint, Build: build})
+	})
+}
+
+// withUsage returns stream_options with include_usage set, keeping the
+// client's other options (vLLM's continuous_usage_stats…).
+func withUsage(raw []byte) []byte {
+	if o, err := openai.ParseObject(raw); err == nil && raw != nil {
+		return o.AppendWith(nil, openai.Member{Key: "include_usage", Raw: []byte("true")})
+	}
+	return []byte(`{"include_usage":true}`)
+}
+
+func quote(s string) []byte { return strconv.AppendQuote(nil, s) }
+
+// readBody reads a JSON body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *guichet.Error) {
+	limit := int64(s.cfg.Server.MaxBodyBytes)
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	size := r.ContentLength
+	if size <= 0 || size > 1<<20 {
+		size = 512
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(limit)
+		}
+		return nil, errorf(http.StatusBadRequest, "unreadable_body", "the request body could not be read")
+	}
+	if buf.Len() == 0 {
+		return nil, errorf(http.StatusBadRequest, "empty_body", "the request body is empty: send a JSON object")
+	}
+	return buf.Bytes(), nil
+}
+
+func tooLarge(limit int64) *guichet.Error {
+	return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than the limit of %d bytes", limit)
+}
+
+// relayJSON sends a non-streamed request and relays the whole answer. The
+// answer is read before anything is written, so a body cut short is retried.
+func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) {
+	var payload []byte
+	call.Check = func(resp *http.Response) error {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
+		payload = b
+		return err
+	}
+	ans, err := model.Send(r.Context(), call)
+	if err != nil {
+		s.fail(w, x, asError(err))
+		return
+	}
+	defer ans.Close()
+	x.answeredBy(ans)
+	if ans.StatusCode >= 300 {
+		payload, _ = io.ReadAll(io.LimitReader(ans.Body, 1<<20))
+	} else if u, ok := openai.UsageOf(payload); ok {
+		x.usage = u
+	}
+	ct := ans.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+	w.WriteHeader(ans.StatusCode)
+	w.Write(payload)
+	s.settle(x, ans.StatusCode)
+}
+
+func asError(err error) *guichet.Error {
+	var ge *guichet.Error
+	if errors.As(err, &ge) {
+		return ge
+	}
+	return errorf(http.StatusBadGateway, "upstream_error", "the model server failed")
+}
+
+// exchange is what settle needs to know about one request.
+type exchange struct {
+	endpoint guichet.Endpoint
+	model    string
+	start    time.Time
+	ttft     time.Duration
+	usage    openai.TokenUsage
+	provider string
+	attempts int
+}
+
+func (s *Server) begin(e guichet.Endpoint) *exchange {
+	return &exchange{endpoint: e, start: time.Now()}
+}
+
+func (x *exchange) answeredBy(a *routing.Answer) {
+	x.model, x.provider, x.attempts = a.Model.Name, a.Provider.ID, a.Attempts
+}
+
+// fail answers with an error and settles the request.
+func (s *Server) fail(w http.ResponseWriter, x *exchange, e *guichet.Error) {
+	writeError(w, e)
+	s.settle(x, e.Status)
+}

@@ -1,0 +1,217 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strconv"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/guichet/guichet/openai"
+	"github.com/guichet/guichet/version"
+)
+
+// The request types below document the bodies in /openapi.json. Requests
+// are validated by package openai, which forwards every field it does not
+// know byte for byte: these schemas accept additional properties.
+
+// ChatCompletionRequest documents POST /v1/chat/completions.
+type ChatCompletionRequest struct {
+	Model               string               `json:"model" doc:"Name or alias of a model of type text-generation or image-text-to-text."`
+	Messages            []openai.ChatMessage `json:"messages" minItems:"1"`
+	Stream              bool                 `json:"stream,omitempty" doc:"Stream the answer as server-sent events; the stream always ends with a usage chunk, then data: [DONE]."`
+	StreamOptions       *StreamOptions       `json:"stream_options,omitempty"`
+	MaxTokens           *int                 `json:"max_tokens,omitempty" minimum:"1"`
+	MaxCompletionTokens *int                 `json:"max_completion_tokens,omitempty" minimum:"1"`
+	N                   *int                 `json:"n,omitempty" minimum:"1" maximum:"128"`
+	Temperature         *float64             `json:"temperature,omitempty" minimum:"0" maximum:"2"`
+	TopP                *float64             `json:"top_p,omitempty" minimum:"0" maximum:"1"`
+	Stop                json.RawMessage      `json:"stop,omitempty" doc:"A string or a list of strings."`
+	Tools               []json.RawMessage    `json:"tools,omitempty" doc:"Function tools: {type: function, function: {name, description, parameters}}."`
+	ToolChoice          json.RawMessage      `json:"tool_choice,omitempty"`
+	ResponseFormat      json.RawMessage      `json:"response_format,omitempty" doc:"{type: text | json_object | json_schema}."`
+}
+
+// StreamOptions of a streamed request.
+type StreamOptions struct {
+	IncludeUsage bool `json:"include_usage,omitempty" doc:"guichet always sends the usage chunk; this is accepted for compatibility."`
+}
+
+// CompletionRequest documents POST /v1/completions.
+type CompletionRequest struct {
+	Model       string          `json:"model"`
+	Prompt      json.RawMessage `json:"prompt" doc:"A string, a list of strings, token ids, or a list of lists of token ids."`
+	Stream      bool            `json:"stream,omitempty"`
+	MaxTokens   *int            `json:"max_tokens,omitempty" minimum:"1"`
+	Temperature *float64        `json:"temperature,omitempty" minimum:"0" maximum:"2"`
+}
+
+// EmbeddingRequest documents POST /v1/embeddings.
+type EmbeddingRequest struct {
+	Model          string          `json:"model" doc:"A text-embeddings-inference model."`
+	Input          json.RawMessage `json:"input" doc:"A string, a list of strings, token ids, or a list of lists of token ids."`
+	EncodingFormat string          `json:"encoding_format,omitempty" enum:"float,base64"`
+	Dimensions     *int            `json:"dimensions,omitempty" minimum:"1"`
+}
+
+// RerankRequest documents POST /v1/rerank (Cohere shape; OpenGateLLM's
+// legacy {prompt, input} is accepted too).
+type RerankRequest struct {
+	Model     string   `json:"model" doc:"A text-classification model."`
+	Query     string   `json:"query"`
+	Documents []string `json:"documents" minItems:"1"`
+	TopN      *int     `json:"top_n,omitempty" minimum:"1"`
+}
+
+// TranscriptionForm documents POST /v1/audio/transcriptions.
+type TranscriptionForm struct {
+	File           []byte   `json:"file" contentEncoding:"binary" doc:"The audio file."`
+	Model          string   `json:"model"`
+	Language       string   `json:"language,omitempty"`
+	Prompt         string   `json:"prompt,omitempty"`
+	ResponseFormat string   `json:"response_format,omitempty" enum:"json,text,verbose_json,srt,vtt"`
+	Temperature    *float64 `json:"temperature,omitempty" minimum:"0" maximum:"1"`
+}
+
+// ErrorResponse is every error's body.
+type ErrorResponse struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    *string `json:"code"`
+	} `json:"error"`
+	Detail string `json:"detail" doc:"The message again, for clients written for OpenGateLLM."`
+}
+
+// anyJSON is an opaque upstream answer (passed through as is).
+type anyJSON map[string]any
+
+type operation struct {
+	method, path, summary, tag string
+	request                    any    // nil: no body
+	requestType                string // default application/json
+	response                   any
+	responseTypes              []string
+	public                     bool
+}
+
+var operations = []operation{
+	{method: "GET", path: "/health", summary: "Liveness: 200 while the process serves.", tag: "health", public: true},
+	{method: "GET", path: "/ready", summary: "Readiness: healthy providers of each model (503 when no model can serve).", tag: "health", response: Readiness{}, public: true},
+	{method: "GET", path: "/metrics", summary: "Prometheus metrics.", tag: "health", responseTypes: []string{"text/plain"}},
+	{method: "GET", path: "/v1/models", summary: "List the models and their aliases.", tag: "models", response: ModelList{}},
+	{method: "GET", path: "/v1/models/{model}", summary: "One model, by name or alias (which may contain /).", tag: "models", response: Model{}},
+	{method: "POST", path: "/v1/chat/completions", summary: "Chat completion, streamed or not; unknown fields are forwarded to the model server unchanged.", tag: "inference", request: ChatCompletionRequest{}, response: anyJSON{}, responseTypes: []string{"application/json", "text/event-stream"}},
+	{method: "POST", path: "/v1/completions", summary: "Text completion (legacy), streamed or not.", tag: "inference", request: CompletionRequest{}, response: anyJSON{}, responseTypes: []string{"application/json", "text/event-stream"}},
+	{method: "POST", path: "/v1/embeddings", summary: "Embeddings, as float lists or base64.", tag: "inference", request: EmbeddingRequest{}, response: anyJSON{}},
+	{method: "POST", path: "/v1/rerank", summary: "Rank documents against a query.", tag: "inference", request: RerankRequest{}, response: RerankResponse{}},
+	{method: "POST", path: "/v1/audio/transcriptions", summary: "Transcribe an audio file.", tag: "inference", request: TranscriptionForm{}, requestType: "multipart/form-data", response: anyJSON{}, responseTypes: []string{"application/json", "text/plain"}},
+}
+
+// openAPIDocument builds the OpenAPI 3.1 description from the Go types.
+func openAPIDocument() ([]byte, error) {
+	reg := huma.NewMapRegistry("#/components/schemas/", huma.DefaultSchemaNamer)
+	reg.RegisterTypeAlias(reflect.TypeOf(json.RawMessage{}), reflect.TypeOf((*any)(nil)).Elem())
+	doc := &huma.OpenAPI{
+		OpenAPI: "3.1.0",
+		Info: &huma.Info{
+			Title:       "guichet",
+			Version:     version.Version,
+			Description: "Sovereign AI gateway: an OpenAI-compatible API (and OpenGateLLM's) in front of self-hosted models.",
+		},
+		Paths: map[string]*huma.PathItem{},
+		Components: &huma.Components{
+			Schemas: reg,
+			SecuritySchemes: map[string]*huma.SecurityScheme{
+				"bearer": {Type: "http", Scheme: "bearer", Description: "Authorization: Bearer <API key>"},
+			},
+		},
+	}
+	errSchema := reg.Schema(reflect.TypeOf(ErrorResponse{}), true, "ErrorResponse")
+	for _, op := range operations {
+		item := doc.Paths[op.path]
+		if item == nil {
+			item = &huma.PathItem{}
+			doc.Paths[op.path] = item
+		}
+		o := &huma.Operation{
+			OperationID: operationID(op),
+			Summary:     op.summary,
+			Tags:        []string{op.tag},
+			Responses:   map[string]*huma.Response{},
+		}
+		if !op.public {
+			o.Security = []map[string][]string{{"bearer": {}}}
+			o.Responses["401"] = &huma.Response{Description: "Missing or invalid API key.", Content: map[string]*huma.MediaType{"application/json": {Schema: errSchema}}}
+		}
+		if op.path == "/v1/models/{model}" {
+			o.Parameters = []*huma.Param{{Name: "model", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}}
+		}
+		if op.request != nil {
+			ct := op.requestType
+			if ct == "" {
+				ct = "application/json"
+			}
+			schema := reg.Schema(reflect.TypeOf(op.request), true, "")
+			if s := reg.SchemaFromRef(schema.Ref); s != nil && ct == "application/json" {
+				s.AdditionalProperties = true
+			}
+			o.RequestBody = &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{ct: {Schema: schema}}}
+			for _, code := range []string{"400", "404", "413", "422", "502", "503", "504"} {
+				o.Responses[code] = &huma.Response{Description: http.StatusText(atoi(code)), Content: map[string]*huma.MediaType{"application/json": {Schema: errSchema}}}
+			}
+		}
+		ok := &huma.Response{Description: "OK"}
+		if op.response != nil || len(op.responseTypes) > 0 {
+			ok.Content = map[string]*huma.MediaType{}
+			types := op.responseTypes
+			if len(types) == 0 {
+				types = []string{"application/json"}
+			}
+			for _, t := range types {
+				mt := &huma.MediaType{}
+				if t == "application/json" && op.response != nil {
+					mt.Schema = reg.Schema(reflect.TypeOf(op.response), true, "")
+				} else {
+					mt.Schema = &huma.Schema{Type: "string"}
+				}
+				ok.Content[t] = mt
+			}
+		}
+		o.Responses["200"] = ok
+		switch op.method {
+		case "GET":
+			item.Get = o
+		case "POST":
+			item.Post = o
+		}
+	}
+	return json.Marshal(doc)
+}
+
+func operationID(op operation) string {
+	id := op.method
+	for _, c := range op.path {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			id += string(c)
+		} else {
+			id += "-"
+		}
+	}
+	return id
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func (s *Server) handleOpenAPI() http.Handler {
+	doc, err := openAPIDocument()
+	if err != nil {
+		panic("openapi: " + err.Error()) // a programming error, caught by the tests
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	})
+}

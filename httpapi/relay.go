@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/guichet/guichet/openai"
+	"github.com/guichet/guichet/routing"
+)
+
+// relayStream sends a streamed request and relays its events one by one,
+// flushing each. Nothing is written to the client until the upstream's
+// first event arrived, so a provider that fails before it is retried.
+// The stream always ends with a usage chunk, then data: [DONE].
+func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) {
+	var events *openai.SSEReader
+	var firstRaw, firstData []byte // valid until the next events.Next()
+	call.Check = func(resp *http.Response) error {
+		events = openai.NewSSEReader(resp.Body)
+		var err error
+		firstRaw, firstData, err = events.Next()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	ans, err := model.Send(r.Context(), call)
+	if err != nil {
+		s.fail(w, x, asError(err))
+		return
+	}
+	defer ans.Close()
+	x.answeredBy(ans)
+	if ans.StatusCode >= 300 { // a 4xx: pass it through
+		body, _ := io.ReadAll(io.LimitReader(ans.Body, 1<<20))
+		w.Header().Set("Content-Type", ans.Header.Get("Content-Type"))
+		w.WriteHeader(ans.StatusCode)
+		w.Write(body)
+		s.settle(x, ans.StatusCode)
+		return
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	x.ttft = time.Since(x.start)
+
+	var st streamState
+	raw, data := firstRaw, firstData
+	for {
+		if openai.Done(data) {
+			if !st.sawUsage {
+				w.Write(st.usageChunk())
+			}
+			w.Write(raw)
+			rc.Flush()
+			s.settle(x, http.StatusOK)
+			return
+		}
+		st.observe(data)
+		if st.sawUsage {
+			x.usage = st.usage
+		}
+		if _, err := w.Write(raw); err != nil {
+			break // the client left; its context cancels the upstream
+		}
+		if err := rc.Flush(); err != nil {
+			break
+		}
+		raw, data, err = events.Next()
+		if err != nil {
+			if r.Context().Err() == nil {
+				// The upstream broke after bytes went out: no retry is
+				// possible; tell the client in OpenAI's format.
+				w.Write(streamError(err))
+				w.Write([]byte("data: [DONE]\n\n"))
+				rc.Flush()
+				s.settle(x, http.StatusBadGateway)
+				return
+			}
+			break
+		}
+	}
+	x.usage = st.bestUsage()
+	s.settle(x, 499)
+}
+
+// streamState follows a stream for its usage: the upstream's usage chunk
+// when it sends one, else the count of content chunks (one token each on
+// vLLM) as an estimate.
+type streamState struct {
+	sawUsage bool
+	usage    openai.TokenUsage
+	chunks   int64
+	id       string
+	object   string
+	model    string
+	created  int64
+}
+
+func (st *streamState) observe(data []byte) {
+	if u, ok := openai.UsageOf(data); ok {
+		st.sawUsage, st.usage = true, u
+		return
+	}
+	st.chunks++
+	if st.id == "" {
+		var head struct {
+			ID      string `json:"id"`
+			Object  string `json:"object"`
+			Model   string `json:"model"`
+			Created int64  `json:"created"`
+		}
+		if json.Unmarshal(data, &head) == nil {
+			st.id, st.object, st.model, st.created = head.ID, head.Object, head.Model, head.Created
+		}
+	}
+}
+
+func (st *streamState) bestUsage() openai.TokenUsage {
+	if st.sawUsage {
+		return st.usage
+	}
+	return openai.TokenUsage{CompletionTokens: st.chunks, TotalTokens: st.chunks}
+}
+
+// usageChunk is the closing usage chunk for an upstream that sent none.
+func (st *streamState) usageChunk() []byte {
+	u := st.bestUsage()
+	obj := st.object
+	if obj == "" {
+		obj = "chat.completion.chunk"
+	}
+	b, _ := json.Marshal(map[string]any{
+		"id": st.id, "object": obj, "created": st.created, "model": st.model,
+		"choices": []any{}, "usage": u,
+	})
+	return append(append([]byte("data: "), b...), '\n', '\n')
+}
+
+func streamError(err error) []byte {
+	msg := "the model server broke the stream"
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		msg = "the model server ended the stream early"
+	case errors.Is(err, openai.ErrEventTooLarge):
+		msg = "the model server sent an event too large to relay"
+	}
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{
+		"message": msg, "type": "api_error", "param": nil, "code": "upstream_stream_broken",
+	}})
+	return append(append([]byte("data: "), b...), '\n', '\n')
+}

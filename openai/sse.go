@@ -1,0 +1,119 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// MaxEventBytes bounds one server-sent event from an upstream.
+const MaxEventBytes = 8 << 20
+
+// ErrEventTooLarge is returned for an event over MaxEventBytes.
+var ErrEventTooLarge = errors.New("server-sent event too large")
+
+// SSEReader reads server-sent events from an upstream stream, keeping each
+// event's bytes as they came so they can be forwarded unchanged.
+type SSEReader struct {
+	r    *bufio.Reader
+	raw  []byte
+	data []byte
+}
+
+// NewSSEReader reads events from r.
+func NewSSEReader(r io.Reader) *SSEReader {
+	return &SSEReader{r: bufio.NewReaderSize(r, 16<<10)}
+}
+
+// Next returns the next event: its raw bytes (through the blank line that
+// ends it) and its data (data: lines joined by \n). Both are valid until the
+// next call. At the end of the stream it returns io.EOF; a stream cut in
+// the middle of an event returns io.ErrUnexpectedEOF.
+func (s *SSEReader) Next() (raw, data []byte, err error) {
+	s.raw, s.data = s.raw[:0], s.data[:0]
+	hasData := false
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if err == io.EOF && len(s.raw) > 0 {
+				if hasData {
+					// A last event without its blank line: still an event.
+					return s.raw, s.data, nil
+				}
+				return nil, nil, io.ErrUnexpectedEOF
+			}
+			return nil, nil, err
+		}
+		s.raw = append(s.raw, line...)
+		content := bytes.TrimRight(line, "\r\n")
+		if len(content) == 0 {
+			if len(s.raw) == len(line) {
+				s.raw = s.raw[:0] // blank lines between events
+				continue
+			}
+			return s.raw, s.data, nil
+		}
+		if v, ok := bytes.CutPrefix(content, []byte("data:")); ok {
+			v = bytes.TrimPrefix(v, []byte(" "))
+			if hasData {
+				s.data = append(s.data, '\n')
+			}
+			s.data = append(s.data, v...)
+			hasData = true
+		}
+		if len(s.raw) > MaxEventBytes {
+			return nil, nil, ErrEventTooLarge
+		}
+	}
+}
+
+func (s *SSEReader) readLine() ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		long := append([]byte(nil), line...)
+		for err == bufio.ErrBufferFull {
+			if len(long) > MaxEventBytes {
+				return nil, ErrEventTooLarge
+			}
+			line, err = s.r.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		line = long
+	}
+	if err == io.EOF && len(line) > 0 {
+		return line, nil
+	}
+	return line, err
+}
+
+// Done reports whether data is the end-of-stream marker.
+func Done(data []byte) bool { return bytes.Equal(data, []byte("[DONE]")) }
+
+// TokenUsage is the usage object of an OpenAI response or chunk.
+type TokenUsage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+var usageKey = []byte(`"usage":{`)
+
+// UsageOf returns the usage object in a response or chunk, if it has one.
+// It only decodes bodies that carry one.
+func UsageOf(body []byte) (TokenUsage, bool) {
+	if !bytes.Contains(body, usageKey) && !bytes.Contains(body, []byte(`"usage": {`)) {
+		return TokenUsage{}, false
+	}
+	var v struct {
+		Usage *TokenUsage `json:"usage"`
+	}
+	if json.Unmarshal(body, &v) != nil || v.Usage == nil {
+		return TokenUsage{}, false
+	}
+	if v.Usage.TotalTokens == 0 {
+		v.Usage.TotalTokens = v.Usage.PromptTokens + v.Usage.CompletionTokens
+	}
+	return *v.Usage, true
+}
