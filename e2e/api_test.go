@@ -246,10 +246,10 @@ func TestModelsEndpoint(t *testing.T) {
 		t.Fatalf("%d models", len(page.Data))
 	}
 	var m struct {
-		ID               string    `json:"id"`
-		Type             string    `json:"type"`
-		Aliases          []string  `json:"aliases"`
-		MaxContextLength int       `json:"max_context_length"`
+		ID               string                                           `json:"id"`
+		Type             string                                           `json:"type"`
+		Aliases          []string                                         `json:"aliases"`
+		MaxContextLength int                                              `json:"max_context_length"`
 		Costs            struct{ PromptTokens, CompletionTokens float64 } `json:"costs"`
 	}
 	getJSON(t, g.URL()+"/v1/models/mistralai/Mistral-Small-3.1-24B-Instruct-2503", masterKey, &m)
@@ -293,7 +293,10 @@ func TestErrorsMapToTheSDKsTypes(t *testing.T) {
 	}
 
 	// Raw HTTP: what the SDK cannot send.
-	for _, tc := range []struct{ body, want string; status int }{
+	for _, tc := range []struct {
+		body, want string
+		status     int
+	}{
 		{`{"model":"chat","messages":[`, "not valid JSON", 400},
 		{`[1,2]`, "must be a JSON object", 400},
 		{`{"model":"chat"}`, "messages: is required", 422},

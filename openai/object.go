@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Member is one top-level "key": value of a JSON object. Raw aliases the
@@ -105,9 +106,10 @@ outer:
 }
 
 func unquote(raw []byte) string {
-	// Fast path: keys without escapes are the norm.
+	// Fast path: plain ASCII keys are the norm; escapes and other bytes
+	// are decoded as encoding/json does (invalid UTF-8 becomes U+FFFD).
 	for _, c := range raw[1 : len(raw)-1] {
-		if c == '\\' {
+		if c == '\\' || c >= utf8.RuneSelf {
 			var s string
 			_ = json.Unmarshal(raw, &s)
 			return s

@@ -1,0 +1,99 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func TestParseObjectKeepsValuesByteExact(t *testing.T) {
+	body := []byte(` { "model" : "a", "guided_json":{"x":[1, 2.50,"}"]} ,"min_tokens":3,"s":"q\"uote","k\u00e9":null } `)
+	o, err := ParseObject(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Object{
+		{"model", []byte(`"a"`)},
+		{"guided_json", []byte(`{"x":[1, 2.50,"}"]}`)},
+		{"min_tokens", []byte(`3`)},
+		{"s", []byte(`"q\"uote"`)},
+		{"ké", []byte(`null`)},
+	}
+	if !reflect.DeepEqual(o, want) {
+		t.Fatalf("got %q", o)
+	}
+	out := o.AppendWith(nil, Member{"model", []byte(`"b"`)}, Member{"stream_options", []byte(`{"include_usage":true}`)})
+	if string(out) != `{"model":"b","guided_json":{"x":[1, 2.50,"}"]},"min_tokens":3,"s":"q\"uote","ké":null,"stream_options":{"include_usage":true}}` {
+		t.Errorf("rewritten: %s", out)
+	}
+}
+
+func TestParseObjectRejects(t *testing.T) {
+	for _, body := range []string{``, `{`, `[1]`, `"x"`, `{"a":1,}`, `{"a":1}{"b":2}`} {
+		if _, err := ParseObject([]byte(body)); err == nil {
+			t.Errorf("%q accepted", body)
+		}
+	}
+}
+
+// FuzzParseObject checks the scanner against encoding/json: same keys,
+// same values, and a rewrite that is still the same JSON.
+func FuzzParseObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"a":"}\"","b":[{"c":{}}],"d":-1.5e3,"e":true}`, ` {"x" : [ ] , "y":null}`, `{"a":{"a":{"a":[1,[2,[3]]]}}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		o, err := ParseObject(body)
+		var ref map[string]json.RawMessage
+		refErr := json.Unmarshal(body, &ref)
+		if (err == nil) != (refErr == nil) {
+			t.Fatalf("ParseObject err=%v, encoding/json err=%v", err, refErr)
+		}
+		if err != nil {
+			return
+		}
+		for k, v := range ref {
+			if !bytes.Equal(bytes.TrimSpace(o.Get(k)), bytes.TrimSpace(v)) {
+				t.Fatalf("key %q: got %q want %q", k, o.Get(k), v)
+			}
+		}
+		var back map[string]any
+		if err := json.Unmarshal(o.AppendWith(nil), &back); err != nil {
+			t.Fatalf("rewrite is not JSON: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeChat(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"data:x"}}]}],"tools":[{"type":"function","function":{"name":"f"}}],"n":2,"stream":true,"stream_options":{"include_usage":false}}`))
+	f.Add([]byte(`{"model":"m","messages":[{"role":"tool","content":"x"}],"response_format":{"type":"json_schema"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodeChat(body)
+		if err == nil && (req.Model == "" || req.Object == nil) {
+			t.Fatal("accepted without a model")
+		}
+		if err != nil && (err.Status < 400 || err.Status > 499 || err.Message == "") {
+			t.Fatalf("bad error %+v", err)
+		}
+	})
+}
+
+func FuzzDecodeOthers(f *testing.F) {
+	f.Add([]byte(`{"model":"m","input":["a","b"],"encoding_format":"base64"}`))
+	f.Add([]byte(`{"model":"m","prompt":[[1,2],[3]]}`))
+	f.Add([]byte(`{"model":"m","query":"q","documents":["a",{"text":"b"}],"top_n":1}`))
+	f.Add([]byte(`{"model":"m","prompt":"q","input":["a"]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, decode := range []func([]byte) (*Request, any){
+			func(b []byte) (*Request, any) { r, e := DecodeEmbeddings(b); return r, e },
+			func(b []byte) (*Request, any) { r, e := DecodeCompletion(b); return r, e },
+		} {
+			decode(body)
+		}
+		if r, err := DecodeRerank(body); err == nil && (r.Query == "" || len(r.Documents) == 0) {
+			t.Fatal("rerank accepted without query or documents")
+		}
+	})
+}
