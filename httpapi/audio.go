@@ -44,7 +44,7 @@ func (u *upload) close() {
 // handleTranscription relays /v1/audio/transcriptions.
 func (s *Server) handleTranscription() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := s.begin(guichet.EndpointTranscription)
+		x := s.begin(w, guichet.EndpointTranscription)
 		u, gerr := s.readUpload(w, r)
 		if u != nil {
 			defer u.close()
@@ -60,7 +60,14 @@ func (s *Server) handleTranscription() http.Handler {
 			return
 		}
 		x.model = model.Name
-		call := routing.Call{Endpoint: guichet.EndpointTranscription, Build: u.build}
+		build := func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
+			body, contentType, err := u.body(p.ModelName)
+			if err != nil {
+				return nil, err
+			}
+			return x.upstreamRequest(ctx, p, guichet.EndpointTranscription, body, contentType)
+		}
+		call := routing.Call{Endpoint: guichet.EndpointTranscription, Build: build}
 		ans, err := model.Send(r.Context(), call)
 		if err != nil {
 			s.fail(w, x, asError(err))
@@ -79,18 +86,18 @@ func (s *Server) handleTranscription() http.Handler {
 	})
 }
 
-// build streams the upload to provider p, with p's model name.
-func (u *upload) build(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
+// body streams the upload again from its spool file, naming model.
+func (u *upload) body(model string) (io.Reader, string, error) {
 	file, err := os.Open(u.file.Name())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
 		defer file.Close()
 		err := func() error {
-			if err := mw.WriteField("model", p.ModelName); err != nil {
+			if err := mw.WriteField("model", model); err != nil {
 				return err
 			}
 			for _, f := range u.fields {
@@ -112,11 +119,7 @@ func (u *upload) build(ctx context.Context, p *upstream.Provider) (*http.Request
 		}()
 		pw.CloseWithError(err)
 	}()
-	req, err := p.NewRequest(ctx, http.MethodPost, p.Path(guichet.EndpointTranscription), pr, mw.FormDataContentType())
-	if err != nil {
-		pr.Close()
-	}
-	return req, err
+	return pr, mw.FormDataContentType(), nil
 }
 
 var quoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, "\\\"")

@@ -36,7 +36,7 @@ func (s *Server) handleEmbeddings() http.Handler {
 // path: decode once, resolve the model, send with retries, relay.
 func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := s.begin(endpoint)
+		x := s.begin(w, endpoint)
 		body, gerr := s.readBody(w, r)
 		if gerr != nil {
 			s.fail(w, x, gerr)
@@ -64,7 +64,7 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handl
 		build := func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
 			payload := make([]byte, 0, len(body)+len(p.ModelName)+48)
 			payload = req.Object.AppendWith(payload, append([]openai.Member{{Key: "model", Raw: quote(p.ModelName)}}, extra...)...)
-			return p.NewRequest(ctx, http.MethodPost, p.Path(endpoint), bytes.NewReader(payload), "application/json")
+			return x.upstreamRequest(ctx, p, endpoint, bytes.NewReader(payload), "application/json")
 		}
 		if req.Stream {
 			s.relayStream(w, r, x, model, routing.Call{Endpoint: endpoint, Build: build})
@@ -118,9 +118,8 @@ func tooLarge(limit int64) *guichet.Error {
 // answer is read before anything is written, so a body cut short is retried.
 func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) {
 	var payload []byte
-	call.Check = func(resp *http.Response) error {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
-		payload = b
+	call.Check = func(resp *http.Response) (err error) {
+		payload, err = readAnswer(resp.Body)
 		return err
 	}
 	ans, err := model.Send(r.Context(), call)
@@ -154,8 +153,21 @@ func asError(err error) *guichet.Error {
 	return errorf(http.StatusBadGateway, "upstream_error", "the model server failed")
 }
 
+// errAnswerTooLarge: a non-streamed answer over maxUpstreamBody.
+var errAnswerTooLarge = errors.New("the model server's answer is too large")
+
+// readAnswer reads a whole non-streamed answer, bounded.
+func readAnswer(body io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, maxUpstreamBody+1))
+	if err == nil && len(b) > maxUpstreamBody {
+		return nil, errAnswerTooLarge
+	}
+	return b, err
+}
+
 // exchange is what settle needs to know about one request.
 type exchange struct {
+	id       string
 	endpoint guichet.Endpoint
 	model    string
 	start    time.Time
@@ -165,8 +177,18 @@ type exchange struct {
 	attempts int
 }
 
-func (s *Server) begin(e guichet.Endpoint) *exchange {
-	return &exchange{endpoint: e, start: time.Now()}
+func (s *Server) begin(w http.ResponseWriter, e guichet.Endpoint) *exchange {
+	return &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now()}
+}
+
+// upstreamRequest builds the request to provider p, carrying the request
+// id (vLLM uses it as its own, which ties both logs together).
+func (x *exchange) upstreamRequest(ctx context.Context, p *upstream.Provider, e guichet.Endpoint, body io.Reader, contentType string) (*http.Request, error) {
+	req, err := p.NewRequest(ctx, http.MethodPost, p.Path(e), body, contentType)
+	if err == nil && x.id != "" {
+		req.Header.Set("X-Request-Id", x.id)
+	}
+	return req, err
 }
 
 func (x *exchange) answeredBy(a *routing.Answer) {

@@ -53,7 +53,7 @@ type legacyResult struct {
 // rerank API: TEI's /rerank {query, texts}, vLLM's /v1/rerank.
 func (s *Server) handleRerank() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := s.begin(guichet.EndpointRerank)
+		x := s.begin(w, guichet.EndpointRerank)
 		body, gerr := s.readBody(w, r)
 		if gerr != nil {
 			s.fail(w, x, gerr)
@@ -82,10 +82,10 @@ func (s *Server) handleRerank() http.Handler {
 					v = map[string]any{"model": p.ModelName, "query": req.Query, "documents": req.Documents}
 				}
 				b, _ := json.Marshal(v)
-				return p.NewRequest(ctx, http.MethodPost, p.Path(guichet.EndpointRerank), bytes.NewReader(b), "application/json")
+				return x.upstreamRequest(ctx, p, guichet.EndpointRerank, bytes.NewReader(b), "application/json")
 			},
 			Check: func(resp *http.Response) (err error) {
-				payload, err = io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
+				payload, err = readAnswer(resp.Body)
 				return err
 			},
 		}
@@ -114,7 +114,7 @@ func (s *Server) handleRerank() http.Handler {
 			results = results[:req.TopN]
 		}
 		x.usage.PromptTokens, x.usage.TotalTokens = usage.PromptTokens, usage.TotalTokens
-		id := "rerank-" + w.Header().Get("X-Request-Id")
+		id := "rerank-" + x.id
 		if req.Legacy {
 			out := legacyRerank{ID: id, Object: "list", Usage: usage, Data: make([]legacyResult, len(results))}
 			for i, r := range results {

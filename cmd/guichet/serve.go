@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -85,9 +86,9 @@ func serve(args []string, hooks *serveHooks) int {
 		up := 0.0
 		if p.Healthy() {
 			up = 1
-			log.Info("provider up", "provider", p.ID, "url", p.URL, "max_context_length", p.MaxContext())
+			log.Info("provider up", "provider", p.ID, "url", redact(p.URL), "max_context_length", p.MaxContext())
 		} else {
-			log.Warn("provider down", "provider", p.ID, "url", p.URL, "reason", p.LastError())
+			log.Warn("provider down", "provider", p.ID, "url", redact(p.URL), "reason", p.LastError())
 		}
 		api.Metrics().Up.WithLabelValues(strings.SplitN(p.ID, "#", 2)[0], p.ID).Set(up)
 	}
@@ -151,6 +152,15 @@ func masterKey(cfg *config.Config, dev bool) (string, error) {
 	default:
 		return "", fmt.Errorf("the master key is %d characters long: it needs at least %d", len(key), MinMasterKeyLength)
 	}
+}
+
+// redact hides a password in a provider URL (http://user:secret@host).
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
 }
 
 func newLogger(level string) *slog.Logger {
