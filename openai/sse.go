@@ -98,22 +98,29 @@ type TokenUsage struct {
 	TotalTokens      int64 `json:"total_tokens"`
 }
 
-var usageKey = []byte(`"usage":{`)
-
 // UsageOf returns the usage object in a response or chunk, if it has one.
-// It only decodes bodies that carry one.
+// An unescaped "usage" followed by a colon can only be a key (inside a
+// JSON string the quotes would be escaped), and the top-level usage comes
+// last: so only that value is decoded, not the whole answer.
 func UsageOf(body []byte) (TokenUsage, bool) {
-	if !bytes.Contains(body, usageKey) && !bytes.Contains(body, []byte(`"usage": {`)) {
+	i := bytes.LastIndex(body, []byte(`"usage"`))
+	if i < 0 {
 		return TokenUsage{}, false
 	}
-	var v struct {
-		Usage *TokenUsage `json:"usage"`
-	}
-	if json.Unmarshal(body, &v) != nil || v.Usage == nil {
+	j := skipSpace(body, i+len(`"usage"`))
+	if j >= len(body) || body[j] != ':' {
 		return TokenUsage{}, false
 	}
-	if v.Usage.TotalTokens == 0 {
-		v.Usage.TotalTokens = v.Usage.PromptTokens + v.Usage.CompletionTokens
+	j = skipSpace(body, j+1)
+	if j >= len(body) || body[j] != '{' {
+		return TokenUsage{}, false // null, or not an object
 	}
-	return *v.Usage, true
+	var u TokenUsage
+	if json.Unmarshal(body[j:skipValue(body, j)], &u) != nil {
+		return TokenUsage{}, false
+	}
+	if u.TotalTokens == 0 {
+		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	}
+	return u, true
 }

@@ -85,3 +85,29 @@ func FuzzSSEReader(f *testing.F) {
 		}
 	})
 }
+
+func TestUsageOf(t *testing.T) {
+	cases := []struct {
+		body string
+		want int64 // completion tokens; -1 = no usage
+	}{
+		{`{"choices":[{"message":{"content":"the \"usage\": {\"completion_tokens\": 99}"}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}`, 2},
+		{`{"choices":[],"usage" : {"completion_tokens":5}}`, 5},
+		{`{"choices":[{"delta":{"content":"x"}}],"usage":null}`, -1},
+		{`{"choices":[{"delta":{"content":"\"usage\":{}"}}]}`, -1},
+		{`{"usage":{"completion_tokens":"many"}}`, -1},
+		{`{"usage":`, -1},
+	}
+	for _, c := range cases {
+		u, ok := UsageOf([]byte(c.body))
+		if (c.want < 0 && ok) || (c.want >= 0 && (!ok || u.CompletionTokens != c.want)) {
+			t.Errorf("%s → %+v %v", c.body, u, ok)
+		}
+	}
+}
+
+func FuzzUsageOf(f *testing.F) {
+	f.Add([]byte(`{"usage":{"prompt_tokens":1}}`))
+	f.Add([]byte(`{"a":"\"usage\":{","usage": {"completion_tokens":2}}`))
+	f.Fuzz(func(t *testing.T, body []byte) { UsageOf(body) })
+}
