@@ -410,3 +410,36 @@ func multipartBody(t *testing.T, fields map[string]string, fileBytes int) (io.Re
 	mw.Close()
 	return &buf, mw.FormDataContentType()
 }
+
+func TestSecretsStayOutOfLogsAndAnswers(t *testing.T) {
+	const providerKey = "sk-provider-secret-never-shown-7f3a"
+	sim := startSim(t, "--model", "m")
+	g := startGuichet(t, `
+models:
+  - name: chat
+    type: text-generation
+    providers:
+`+provider("vllm", sim, "m", "key: "+providerKey)+`
+      - type: vllm
+        url: http://user:url-password-9c1e@127.0.0.1:1
+        model_name: m
+`)
+	postJSON(t, g, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`, http.StatusOK)
+	var last struct {
+		Headers map[string]string `json:"headers"`
+	}
+	getJSON(t, sim.URL()+"/sim/last-request", "", &last)
+	if last.Headers["Authorization"] != "Bearer "+providerKey {
+		t.Errorf("the provider key did not reach the provider: %q", last.Headers["Authorization"])
+	}
+	var models, ready json.RawMessage
+	getJSON(t, g.URL()+"/v1/models", masterKey, &models)
+	getJSON(t, g.URL()+"/ready", "", &ready)
+	for where, text := range map[string]string{"logs": g.Logs(), "/v1/models": string(models), "/ready": string(ready)} {
+		for _, secret := range []string{providerKey, "url-password-9c1e", masterKey} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s contain a secret: %s", where, secret)
+			}
+		}
+	}
+}

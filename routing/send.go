@@ -145,7 +145,7 @@ func attempt(ctx context.Context, p *upstream.Provider, call Call) (*Answer, *gu
 		if ctx.Err() == nil {
 			p.Failed(err)
 		}
-		return fail(transportError(p, err))
+		return fail(transportError(err))
 	}
 	resp.Body = upstream.WithIdleTimeout(resp.Body, p.Timeouts.Idle.D(), cancel)
 	ans := &Answer{Response: resp, Provider: p, cancel: cancel}
@@ -157,7 +157,7 @@ func attempt(ctx context.Context, p *upstream.Provider, call Call) (*Answer, *gu
 				if ctx.Err() == nil {
 					p.Failed(err)
 				}
-				return nil, transportError(p, err)
+				return nil, transportError(err)
 			}
 		}
 		p.Succeeded()
@@ -166,6 +166,12 @@ func attempt(ctx context.Context, p *upstream.Provider, call Call) (*Answer, *gu
 		retry := retryAfter(resp.Header.Get("Retry-After"))
 		ans.Close()
 		return nil, overloaded(p.ModelName, retry)
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		// The provider refused guichet's own credentials: not the client's
+		// fault, so never passed through as a 401 the client would misread.
+		ans.Close()
+		p.Failed(errors.New(resp.Status))
+		return nil, guichet.Errorf(http.StatusBadGateway, "upstream_auth", "the model server refused the gateway's credentials (the operator should check the provider key)")
 	case code >= 500:
 		msg := upstreamMessage(resp.Body)
 		ans.Close()
@@ -178,7 +184,7 @@ func attempt(ctx context.Context, p *upstream.Provider, call Call) (*Answer, *gu
 	}
 }
 
-func transportError(p *upstream.Provider, err error) *guichet.Error {
+func transportError(err error) *guichet.Error {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
 		return guichet.Errorf(http.StatusGatewayTimeout, "upstream_timeout", "the model server did not answer in time")

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,4 +113,27 @@ func TestIdleTimeoutCancels(t *testing.T) {
 		t.Errorf("idle timeout fired after %v", d)
 	}
 	r.Close()
+}
+
+func TestH2CProvider(t *testing.T) {
+	var protos sync.Map
+	handler := sim.New(sim.Config{Models: []string{"m"}})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		handler.ServeHTTP(w, r)
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	one := 1.0
+	p := New("p#0", guichet.TextGeneration, &config.Provider{Type: "vllm", URL: srv.URL, ModelName: "m", Weight: &one, H2C: true,
+		Timeouts: config.Timeouts{Connect: config.Duration(time.Second), FirstByte: config.Duration(time.Second), Total: config.Duration(time.Second)}})
+	if err := p.ProbeOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := protos.Load("HTTP/2.0"); !ok {
+		t.Errorf("h2c provider did not speak HTTP/2")
+	}
 }
