@@ -11,8 +11,8 @@ import (
 	"github.com/guichet/guichet/routing"
 )
 
-// relayStream sends a streamed request and relays its events one by one,
-// flushing each. Nothing is written to the client until the upstream's
+// relayStream sends a streamed request and relays its events one by one;
+// an event is flushed as soon as no other is waiting behind it. Nothing is written to the client until the upstream's
 // first event arrived, so a provider that fails before it is retried.
 // The stream always ends with a usage chunk, then data: [DONE].
 func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) {
@@ -70,8 +70,12 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 		if _, err := w.Write(raw); err != nil {
 			break // the client left; its context cancels the upstream
 		}
-		if err := rc.Flush(); err != nil {
-			break
+		// Flush unless the next event is already here: it is written at
+		// once and flushed with this one.
+		if !events.EventReady() {
+			if err := rc.Flush(); err != nil {
+				break
+			}
 		}
 		raw, data, err = events.Next()
 		if err != nil {
@@ -105,6 +109,9 @@ type streamState struct {
 }
 
 func (st *streamState) observe(data []byte) {
+	if len(data) == 0 {
+		return // a comment or keep-alive
+	}
 	if u, ok := openai.UsageOf(data); ok {
 		st.sawUsage, st.usage = true, u
 		return

@@ -88,6 +88,18 @@ func (s *SSEReader) readLine() ([]byte, error) {
 	return line, err
 }
 
+// EventReady reports whether a whole next event is already buffered, so a
+// relay can write it before flushing: fewer writes, and no event ever
+// waits for more bytes to arrive.
+func (s *SSEReader) EventReady() bool {
+	n := s.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	buf, _ := s.r.Peek(n)
+	return bytes.Contains(buf, []byte("\n\n")) || bytes.Contains(buf, []byte("\n\r\n"))
+}
+
 // Done reports whether data is the end-of-stream marker.
 func Done(data []byte) bool { return bytes.Equal(data, []byte("[DONE]")) }
 

@@ -111,3 +111,20 @@ func FuzzUsageOf(f *testing.F) {
 	f.Add([]byte(`{"a":"\"usage\":{","usage": {"completion_tokens":2}}`))
 	f.Fuzz(func(t *testing.T, body []byte) { UsageOf(body) })
 }
+
+func TestEventReady(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewSSEReader(pr)
+	go pw.Write([]byte("data: 1\n\ndata: 2\n\ndata: 3"))
+	if _, data, _ := r.Next(); string(data) != "1" {
+		t.Fatalf("first event %q", data)
+	}
+	if !r.EventReady() {
+		t.Error("event 2 is buffered whole but not reported ready")
+	}
+	r.Next()
+	if r.EventReady() {
+		t.Error("event 3 is incomplete but reported ready: the relay would hold event 2 back")
+	}
+	pw.Close()
+}
