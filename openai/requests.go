@@ -315,6 +315,9 @@ func DecodeEmbeddings(body []byte) (*Request, *guichet.Error) {
 	if gerr != nil {
 		return nil, gerr
 	}
+	if r.Stream {
+		return nil, invalid("stream", "embeddings are not streamed: leave stream out")
+	}
 	if err := checkTextOrTokens(o, "input"); err != nil {
 		return nil, err
 	}
