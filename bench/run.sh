@@ -1,0 +1,467 @@
+#!/usr/bin/env bash
+# bench/run.sh — guichet's benchmark harness. Performance is measured here,
+# never in pass/fail tests.
+#
+# On one machine it runs the upstream simulator (guichet-sim, zero latency),
+# a bare nginx reverse proxy and guichet (auth on) in front of it, and measures
+# for the simulator directly, nginx, goproxy (below) and guichet:
+#   1. non-streaming throughput/latency with wrk at each CONCURRENCY,
+#      CPU time per request of the proxy and of the simulator, peak RSS;
+#   2. a constant RATE, open loop (bench/cmd/rateload): p50/p99/p99.9;
+#   3. streaming (bench/cmd/streamload): CPU per stream, time-to-first-event;
+#   4. IDLE_STREAMS slow streams held open (bench/cmd/idlestreams): RSS.
+# A fourth target, goproxy (bench/cmd/goproxy: httputil.ReverseProxy plus a
+# key check), is the floor of any Go gateway: guichet minus goproxy is what
+# guichet's own code costs, goproxy minus nginx what Go's net/http costs.
+# It writes the Markdown report to $OUT (default bench/results.md) and prints
+# it. Usage, from the repository root:
+#   bench/run.sh
+#   DURATION=3s IDLE_STREAMS=2000 bench/run.sh
+# Knobs: DURATION (10s per point), CONCURRENCY ("1 16 64 256"), STREAMS (64),
+# STREAM_TOKENS (64), RATE (2000), IDLE_STREAMS (10000), TARGETS ("direct
+# nginx goproxy guichet"; direct is needed for added latency), IDLE_TARGETS
+# ("nginx goproxy guichet"), QUIET_MAX (20: % of one core that other
+# processes may use before a measurement), QUIET_WAIT (60 s to wait for
+# that), PHASES ("wrk rate stream idle"), OUT (bench/results.md), KEEP_WORK
+# (1: keep the temp dir and its logs, e.g. rate-guichet.log, the per-second
+# timeline of the constant-rate run).
+#
+# The machine must be otherwise idle: before each point the harness waits
+# (up to QUIET_WAIT) for other processes to use less than QUIET_MAX % of a
+# core, and records how much CPU others used during the point ("foreign").
+#
+# Fairness choice: everything shares the same cores (load generator, proxy
+# and simulator). nginx runs `worker_processes auto` (one worker per core) and
+# guichet runs with Go's default GOMAXPROCS (= cores): neither is pinned.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10s}
+CONCURRENCY=${CONCURRENCY:-"1 16 64 256"}
+STREAMS=${STREAMS:-64}
+STREAM_TOKENS=${STREAM_TOKENS:-64}
+RATE=${RATE:-2000}
+IDLE_STREAMS=${IDLE_STREAMS:-10000}
+TARGETS=${TARGETS:-"direct nginx goproxy guichet"}
+IDLE_TARGETS=${IDLE_TARGETS:-"nginx goproxy guichet"}
+QUIET_MAX=${QUIET_MAX:-20}
+QUIET_WAIT=${QUIET_WAIT:-60}
+PHASES=${PHASES:-"wrk rate stream idle"}
+OUT=${OUT:-bench/results.md}
+KEY="bench-master-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+MODEL=bench-chat
+
+log() { printf '\033[1m[bench %s]\033[0m %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- prerequisites --------------------------------------------------------
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+command -v ss >/dev/null || need+=(iproute2)
+command -v pgrep >/dev/null || need+=(procps)
+if ((${#need[@]})); then
+	log "installing ${need[*]}"
+	if [[ $(id -u) -eq 0 ]]; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	else
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	fi
+fi
+
+WORK=$(mktemp -d /tmp/guichet-bench.XXXXXX)
+BIN=$WORK/bin
+RES=$WORK/results.jsonl
+mkdir -p "$BIN" "$WORK/nginx/tmp" "$WORK/data"
+: >"$RES"
+
+# --- process bookkeeping: every process we start is stopped on exit ---------
+# Services run in their own session (setsid) so that a Ctrl-C reaches only
+# this script, which then stops them in order; load generators run in the
+# background and are waited for, so that the INT trap fires at once (bash
+# would otherwise wait for wrk, which catches SIGINT, and then carry on).
+SIM_PID="" NGINX_PID="" GUICHET_PID="" GOPROXY_PID="" LOADGEN_PID=""
+stop_pid() { # pid [seconds]
+	local pid=$1 secs=${2:-5} i
+	[[ -n $pid ]] || return 0
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < secs * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+stop_nginx() {
+	[[ -n $NGINX_PID ]] || return 0
+	local workers
+	workers=$(pgrep -P "$NGINX_PID" || true)
+	stop_pid "$NGINX_PID"
+	for w in $workers; do kill -KILL "$w" 2>/dev/null || true; done
+	NGINX_PID=""
+}
+stop_all() {
+	stop_pid "$GUICHET_PID" 10
+	GUICHET_PID=""
+	stop_pid "$GOPROXY_PID"
+	GOPROXY_PID=""
+	stop_nginx
+	stop_pid "$SIM_PID"
+	SIM_PID=""
+}
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_pid "$LOADGEN_PID" 2
+	stop_all
+	if [[ ${KEEP_WORK:-0} == 1 || $rc -ne 0 ]]; then
+		log "logs kept in $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT TERM
+
+# --- build ------------------------------------------------------------------
+log "building guichet, guichet-sim and the bench tools into $BIN"
+go build -o "$BIN/" ./cmd/guichet ./cmd/guichet-sim ./bench/cmd/streamload ./bench/cmd/rateload \
+	./bench/cmd/idlestreams ./bench/cmd/goproxy ./bench/cmd/benchreport
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+CLK_TCK=$(getconf CLK_TCK)
+log "open files limit: $NOFILE"
+
+# --- helpers ----------------------------------------------------------------
+# run_bg cmd...: run a load generator and wait for it (see LOADGEN_PID above).
+run_bg() {
+	"$@" &
+	LOADGEN_PID=$!
+	local rc=0
+	wait "$LOADGEN_PID" || rc=$?
+	LOADGEN_PID=""
+	return "$rc"
+}
+alive() { # fail if a service died
+	local p
+	for p in "$SIM_PID" "$NGINX_PID" "$GUICHET_PID" "$GOPROXY_PID"; do
+		[[ -z $p ]] || kill -0 "$p" 2>/dev/null || die "process $p died: see the logs in $WORK"
+	done
+}
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		if ! ss -Htln "sport = :$p" | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+wait_http() { # url [curl args...]: wait until it answers 200
+	local url=$1 i
+	shift
+	for ((i = 0; i < 200; i++)); do
+		curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	die "$url did not answer 200"
+}
+wait_log() { # file sed-expression: wait for the expression to print something
+	local file=$1 expr=$2 i v
+	for ((i = 0; i < 200; i++)); do
+		v=$(sed -n "$expr" "$file" 2>/dev/null | head -1)
+		[[ -n $v ]] && { echo "$v"; return 0; }
+		sleep 0.05
+	done
+	cat "$file" >&2
+	die "timed out waiting for $file"
+}
+# cpu_ticks pid...: utime+stime (fields 14 and 15 of /proc/PID/stat) summed.
+cpu_ticks() {
+	local p t=0 f a
+	for p in "$@"; do
+		[[ -r /proc/$p/stat ]] || die "process $p is gone: see the logs in $WORK"
+		f=$(<"/proc/$p/stat")
+		f=${f##*) } # drop "pid (comm) ": field 3 becomes field 1
+		read -r -a a <<<"$f"
+		t=$((t + a[11] + a[12]))
+	done
+	echo "$t"
+}
+# status_kb field pid...: VmRSS or VmHWM, summed over the pids.
+status_kb() {
+	local field=$1 p t=0 v
+	shift
+	for p in "$@"; do
+		v=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$p/status")
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+reset_hwm() { local p; for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
+nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
+proxy_pids() { # target -> pids of the process(es) whose CPU is the proxy's
+	case $1 in
+	direct) echo "$SIM_PID" ;;
+	nginx) nginx_pids ;;
+	guichet) echo "$GUICHET_PID" ;;
+	goproxy) echo "$GOPROXY_PID" ;;
+	esac
+}
+url_of() {
+	case $1 in
+	direct) echo "http://$SIM_ADDR/v1/chat/completions" ;;
+	nginx) echo "http://$NGINX_ADDR/v1/chat/completions" ;;
+	guichet) echo "http://$GUICHET_ADDR/v1/chat/completions" ;;
+	goproxy) echo "http://$GOPROXY_ADDR/v1/chat/completions" ;;
+	esac
+}
+# busy_ticks: CPU used by the whole machine (user nice system irq softirq steal).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# task_ticks: the part of it charged to processes (user nice system) plus
+# steal; irq and softirq (where loopback TCP is processed) go to no process.
+task_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $9 }' /proc/stat; }
+irq_ticks() { awk '/^cpu / { print $7 + $8 }' /proc/stat; }
+# children_ticks: sets CHILD_TICKS to the CPU of the shell's finished
+# children (the load generators). `times` must run in this shell, not in $().
+children_ticks() {
+	times >"$WORK/times"
+	CHILD_TICKS=$(awk -v hz="$CLK_TCK" 'NR == 2 {
+		t = 0
+		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+		printf "%d\n", t * hz + 0.5 }' "$WORK/times")
+}
+# wait_quiet: wait until other processes use less than QUIET_MAX % of a core;
+# sets BG_PCT to what they used in the last second.
+wait_quiet() {
+	local waited=0 b0
+	while :; do
+		b0=$(busy_ticks)
+		sleep 1
+		BG_PCT=$((($(busy_ticks) - b0) * 100 / CLK_TCK))
+		((BG_PCT <= QUIET_MAX)) && return 0
+		if ((waited >= QUIET_WAIT)); then
+			log "other processes still use $BG_PCT% of a core: measuring anyway (see the foreign column)"
+			return 0
+		fi
+		((waited == 0)) && log "other processes use $BG_PCT% of a core: waiting up to ${QUIET_WAIT}s for quiet"
+		waited=$((waited + 1))
+	done
+}
+
+# start_stack sim-flags...: a fresh simulator, nginx and guichet in front of it.
+STACK=0
+start_stack() {
+	stop_all
+	STACK=$((STACK + 1)) # each stack logs to its own files: sim-1.log, guichet-1.log, …
+	setsid "$BIN/guichet-sim" --listen 127.0.0.1:0 --model "$MODEL" "$@" 2>"$WORK/sim-$STACK.log" &
+	SIM_PID=$!
+	SIM_ADDR=$(wait_log "$WORK/sim-$STACK.log" 's#.*listening on http://\([^ ]*\).*#\1#p')
+	wait_http "http://$SIM_ADDR/health"
+
+	NGINX_ADDR=127.0.0.1:$(free_port)
+	cat >"$WORK/nginx/nginx.conf" <<-EOF
+		daemon off;
+		master_process on;
+		worker_processes auto;
+		worker_rlimit_nofile $NOFILE;
+		pid $WORK/nginx/nginx.pid;
+		error_log $WORK/nginx/error.log warn;
+		events { worker_connections $((NOFILE - 100)); }
+		http {
+		    access_log off;
+		    client_body_temp_path $WORK/nginx/tmp/body;
+		    proxy_temp_path $WORK/nginx/tmp/proxy;
+		    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+		    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+		    scgi_temp_path $WORK/nginx/tmp/scgi;
+		    keepalive_requests 1000000;
+		    keepalive_timeout 120s;
+		    upstream sim {
+		        server $SIM_ADDR;
+		        keepalive 256;
+		        keepalive_requests 1000000;
+		    }
+		    server {
+		        listen $NGINX_ADDR backlog=4096;
+		        location / {
+		            proxy_pass http://sim;
+		            proxy_http_version 1.1;
+		            proxy_set_header Connection "";
+		            proxy_buffering off;
+		            proxy_read_timeout 300s;
+		        }
+		    }
+		}
+	EOF
+	setsid nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" 2>>"$WORK/nginx/error.log" &
+	NGINX_PID=$!
+	wait_http "http://$NGINX_ADDR/health"
+
+	cat >"$WORK/guichet.yml" <<-EOF
+		server:
+		  data_dir: $WORK/data
+		models:
+		  - name: $MODEL
+		    type: text-generation
+		    providers:
+		      - type: vllm
+		        url: http://$SIM_ADDR
+		        model_name: $MODEL
+	EOF
+	GUICHET_MASTER_KEY=$KEY setsid "$BIN/guichet" serve --config "$WORK/guichet.yml" --listen 127.0.0.1:0 2>"$WORK/guichet-$STACK.log" &
+	GUICHET_PID=$!
+	GUICHET_ADDR=$(wait_log "$WORK/guichet-$STACK.log" 's#.*listen=http://\([^ ]*\).*#\1#p')
+	wait_http "http://$GUICHET_ADDR/ready"
+	# Auth must be on: a request without the key is refused.
+	local code
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$GUICHET_ADDR/v1/chat/completions" -d '{}')
+	[[ $code == 401 ]] || die "guichet answered $code without a key: auth is not on"
+
+	setsid "$BIN/goproxy" -listen 127.0.0.1:0 -upstream "http://$SIM_ADDR" -key "$KEY" 2>"$WORK/goproxy-$STACK.log" &
+	GOPROXY_PID=$!
+	GOPROXY_ADDR=$(wait_log "$WORK/goproxy-$STACK.log" 's#.*listening on http://\([^ ]*\).*#\1#p')
+	log "stack up: sim $SIM_ADDR (pid $SIM_PID, $*), nginx $NGINX_ADDR (pid $NGINX_PID), goproxy $GOPROXY_ADDR (pid $GOPROXY_PID), guichet $GUICHET_ADDR (pid $GUICHET_PID)"
+}
+
+# measure kind target extra-json command...: runs the command with CPU and
+# peak-RSS accounting around it and appends one JSON line to $RES. The
+# command must print its own JSON result as the last line of stdout.
+measure() {
+	local kind=$1 target=$2 extra=$3
+	shift 3
+	local pp sp0 sp1 pp0 pp1 m0 m1 i0 i1 c0 t0 t1 out json attempt ours wall foreign
+	for attempt in 1 2 3; do
+		alive
+		pp=$(proxy_pids "$target")
+		wait_quiet
+		reset_hwm $pp
+		children_ticks
+		c0=$CHILD_TICKS
+		m0=$(task_ticks)
+		i0=$(irq_ticks)
+		t0=$(date +%s%N)
+		pp0=$(cpu_ticks $pp)
+		sp0=$(cpu_ticks "$SIM_PID")
+		run_bg "$@" >"$WORK/out" 2>>"$WORK/$kind-$target.log" ||
+			die "$kind $target failed: $(tail -3 "$WORK/out" "$WORK/$kind-$target.log")"
+		out=$(<"$WORK/out")
+		pp1=$(cpu_ticks $pp)
+		sp1=$(cpu_ticks "$SIM_PID")
+		t1=$(date +%s%N)
+		m1=$(task_ticks)
+		i1=$(irq_ticks)
+		children_ticks
+		# CPU that other processes took during the run, in % of one core: a
+		# point disturbed by more than 2 × QUIET_MAX is measured once more.
+		ours=$((sp1 - sp0 + CHILD_TICKS - c0))
+		[[ $target == direct ]] || ours=$((ours + pp1 - pp0))
+		wall=$(((t1 - t0) / 1000000))
+		foreign=$(((m1 - m0 - ours) * 100000 / CLK_TCK / (wall > 0 ? wall : 1)))
+		((foreign > 2 * QUIET_MAX && attempt < 3)) || break
+		log "$kind $target ${extra%,}: other processes took $foreign% of a core during the run: measuring again"
+	done
+	json=$(tail -1 <<<"$out")
+	json=${json#WRK_JSON }
+	printf '{"kind":"%s","target":"%s",%s"attempt":%d,"proxy_ticks":%d,"sim_ticks":%d,"loadgen_ticks":%d,"machine_ticks":%d,"irq_ticks":%d,"wall_ms":%d,"bg_pct_before":%d,"proxy_hwm_kb":%d,"proxy_rss_kb":%d,"result":%s}\n' \
+		"$kind" "$target" "$extra" "$attempt" $((pp1 - pp0)) $((sp1 - sp0)) $((CHILD_TICKS - c0)) $((m1 - m0)) $((i1 - i0)) "$wall" "$BG_PCT" \
+		"$(status_kb VmHWM $pp)" "$(status_kb VmRSS $pp)" "$json" >>"$RES"
+	log "$kind $target ${extra%,}: $json"
+}
+
+wrk_run() { # target concurrency [duration]; runs under run_bg, hence exec
+	local c=$2
+	BENCH_KEY=$KEY exec wrk -t$((c < 2 ? c : 2)) -c"$c" -d"${3:-$DURATION}" --latency -s "$ROOT/bench/post.lua" "$(url_of "$1")"
+}
+
+# --- machine ------------------------------------------------------------------
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+printf '{"kind":"meta","nproc":%d,"cpu":"%s","go":"%s","nginx":"%s","wrk":"%s","kernel":"%s","date":"%s","duration":"%s","clk_tck":%d,"nofile":%d,"streams":%d,"stream_tokens":%d,"rate":%s,"quiet_max":%d,"commit":"%s"}\n' \
+	"$(nproc)" "$CPU_MODEL" "$(go env GOVERSION)" "$(nginx -v 2>&1 | sed 's#.*/##')" \
+	"$(wrk -v 2>&1 | awk 'NR==1 { print $2 }')" "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)" \
+	"$DURATION" "$CLK_TCK" "$NOFILE" "$STREAMS" "$STREAM_TOKENS" "$RATE" "$QUIET_MAX" \
+	"$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git status --porcelain 2>/dev/null | grep -q . && echo +dirty)" >>"$RES"
+
+# --- 1. non-streaming, closed loop (wrk) ---------------------------------------
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
+if phase wrk || phase rate; then
+	start_stack --ttft 0 --itl 0 --output-tokens 16
+	for t in $TARGETS; do
+		run_bg wrk_run "$t" 64 2s >/dev/null # warm up connections, caches and the Go heap
+	done
+fi
+if phase wrk; then
+	log "phase 1/4: non-streaming, wrk, concurrency $CONCURRENCY, $DURATION per point, targets: $TARGETS"
+	for c in $CONCURRENCY; do
+		for t in $TARGETS; do
+			measure wrk "$t" "\"c\":$c," wrk_run "$t" "$c"
+		done
+	done
+fi
+
+# --- 2. constant rate, open loop (same simulator) --------------------------------
+# -timeline writes each second's latency to $WORK/rate-TARGET.log.
+if phase rate; then
+	log "phase 2/4: constant rate $RATE req/s, open loop, $DURATION"
+	for t in $TARGETS; do
+		measure rate "$t" "" "$BIN/rateload" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -rate "$RATE" -d "$DURATION" -timeline
+	done
+fi
+
+# --- 3. streaming -----------------------------------------------------------------
+if phase stream; then
+	log "phase 3/4: streaming, $STREAMS concurrent streams of $STREAM_TOKENS tokens, $DURATION"
+	start_stack --ttft 0 --itl 0 --output-tokens "$STREAM_TOKENS"
+	for t in $TARGETS; do
+		run_bg "$BIN/streamload" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -c "$STREAMS" -d 2s >/dev/null
+	done
+	for t in $TARGETS; do
+		measure stream "$t" "" "$BIN/streamload" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -c "$STREAMS" -d "$DURATION"
+	done
+fi
+
+# --- 4. idle streams ----------------------------------------------------------------
+# A proxy holds two sockets per stream (client and upstream): cap the count
+# so that fits in the open-files limit, and say so in the report.
+idle=$IDLE_STREAMS
+max_idle=$(((NOFILE - 200) / 2))
+if phase idle && ((idle > max_idle)); then
+	log "IDLE_STREAMS=$IDLE_STREAMS needs $((2 * IDLE_STREAMS + 200)) open files in the proxy, the hard limit is $NOFILE: using $max_idle"
+	idle=$max_idle
+fi
+phase idle || IDLE_TARGETS=""
+[[ -z $IDLE_TARGETS ]] || log "phase 4/4: $idle idle streams (sim --ttft 1s --itl 30s), targets: $IDLE_TARGETS"
+for t in $IDLE_TARGETS; do
+	start_stack --ttft 1s --itl 30s --output-tokens 4
+	wait_quiet
+	pp=$(proxy_pids "$t")
+	base_rss=$(status_kb VmRSS $pp)
+	base_fds=0
+	for p in $pp; do base_fds=$((base_fds + $(ls "/proc/$p/fd" | wc -l))); done
+	pids_flag="sim=$SIM_PID"
+	i=0
+	for p in $pp; do pids_flag+=",proxy$i=$p"; i=$((i + 1)); done
+	alive
+	run_bg "$BIN/idlestreams" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -n "$idle" -pids "$pids_flag" \
+		>"$WORK/out" 2>>"$WORK/idle-$t.log" || die "idlestreams $t failed: $(tail -3 "$WORK/out" "$WORK/idle-$t.log")"
+	out=$(<"$WORK/out")
+	sleep 2
+	sim_after=$(curl -s "http://$SIM_ADDR/sim/stats")
+	printf '{"kind":"idle","target":"%s","requested":%d,"asked":%d,"base_rss_kb":%d,"base_fds":%d,"sim_stats_after":%s,"result":%s}\n' \
+		"$t" "$idle" "$IDLE_STREAMS" "$base_rss" "$base_fds" "${sim_after:-null}" "$out" >>"$RES"
+	log "idle $t: $out sim after close: $sim_after"
+done
+stop_all
+
+# --- report -------------------------------------------------------------------------
+"$BIN/benchreport" -in "$RES" >"$WORK/results.md"
+cp "$WORK/results.md" "$OUT"
+cp "$RES" "${OUT%.md}.jsonl"
+cat "$OUT"
+log "report written to $OUT (raw measurements: ${OUT%.md}.jsonl)"
