@@ -53,13 +53,11 @@ func (s *Server) handleTranscription() http.Handler {
 			s.fail(w, x, gerr)
 			return
 		}
-		x.model = u.model
-		model, gerr := s.resolve(u.model, guichet.EndpointTranscription)
+		model, gerr := s.resolve(x, u.model)
 		if gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
-		x.model = model.Name
 		build := func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
 			body, contentType, err := u.body(p.ModelName)
 			if err != nil {
@@ -68,20 +66,12 @@ func (s *Server) handleTranscription() http.Handler {
 			return x.upstreamRequest(ctx, p, guichet.EndpointTranscription, body, contentType)
 		}
 		call := routing.Call{Endpoint: guichet.EndpointTranscription, Build: build}
-		ans, err := model.Send(r.Context(), call)
-		if err != nil {
-			s.fail(w, x, asError(err))
+		ans := s.send(w, r, x, model, call)
+		if ans == nil {
 			return
 		}
 		defer ans.Close()
-		x.answeredBy(ans)
-		for _, h := range []string{"Content-Type", "Content-Length"} {
-			if v := ans.Header.Get(h); v != "" {
-				w.Header().Set(h, v)
-			}
-		}
-		w.WriteHeader(ans.StatusCode)
-		io.Copy(w, io.LimitReader(ans.Body, maxUpstreamBody))
+		relayAsIs(w, ans)
 		s.settle(x, ans.StatusCode)
 	})
 }

@@ -10,19 +10,20 @@ import (
 
 var errorf = guichet.Errorf
 
-// errorBody is OpenAI's error envelope, plus OpenGateLLM's detail string.
-type errorBody struct {
+// ErrorResponse is every error's body: OpenAI's envelope, plus
+// OpenGateLLM's detail string.
+type ErrorResponse struct {
 	Error struct {
 		Message string  `json:"message"`
 		Type    string  `json:"type"`
 		Param   *string `json:"param"`
 		Code    *string `json:"code"`
 	} `json:"error"`
-	Detail string `json:"detail"`
+	Detail string `json:"detail" doc:"The message again, for clients written for OpenGateLLM."`
 }
 
-func newErrorBody(e *guichet.Error) errorBody {
-	var b errorBody
+func newErrorBody(e *guichet.Error) ErrorResponse {
+	var b ErrorResponse
 	b.Error.Message, b.Error.Type, b.Detail = e.Message, e.Type, e.Message
 	if e.Param != "" {
 		b.Error.Param = &e.Param

@@ -47,13 +47,11 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handl
 			s.fail(w, x, gerr)
 			return
 		}
-		x.model = req.Model
-		model, gerr := s.resolve(req.Model, endpoint)
+		model, gerr := s.resolve(x, req.Model)
 		if gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
-		x.model = model.Name
 
 		// The body sent upstream: the client's, byte for byte, with the
 		// provider's model name and, for streams, usage asked for.
@@ -122,16 +120,12 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 		payload, err = readAnswer(resp.Body)
 		return err
 	}
-	ans, err := model.Send(r.Context(), call)
-	if err != nil {
-		s.fail(w, x, asError(err))
+	ans := s.send(w, r, x, model, call)
+	if ans == nil {
 		return
 	}
 	defer ans.Close()
-	x.answeredBy(ans)
-	if ans.StatusCode >= 300 {
-		payload, _ = io.ReadAll(io.LimitReader(ans.Body, 1<<20))
-	} else if u, ok := openai.UsageOf(payload); ok {
+	if u, ok := openai.UsageOf(payload); ok {
 		x.usage = u
 	}
 	ct := ans.Header.Get("Content-Type")
@@ -143,6 +137,37 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 	w.WriteHeader(ans.StatusCode)
 	w.Write(payload)
 	s.settle(x, ans.StatusCode)
+}
+
+// send is the route step shared by every handler: it sends call to the
+// model's providers. An error, or an upstream 4xx (passed through as it
+// is), ends the request here and send returns nil; otherwise the caller
+// relays the answer and closes it.
+func (s *Server) send(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) *routing.Answer {
+	ans, err := model.Send(r.Context(), call)
+	if err != nil {
+		s.fail(w, x, asError(err))
+		return nil
+	}
+	x.answeredBy(ans)
+	if ans.StatusCode >= 300 {
+		relayAsIs(w, ans)
+		ans.Close()
+		s.settle(x, ans.StatusCode)
+		return nil
+	}
+	return ans
+}
+
+// relayAsIs copies an answer's status, type and body to the client.
+func relayAsIs(w http.ResponseWriter, ans *routing.Answer) {
+	for _, h := range []string{"Content-Type", "Content-Length"} {
+		if v := ans.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(ans.StatusCode)
+	io.Copy(w, io.LimitReader(ans.Body, maxUpstreamBody))
 }
 
 func asError(err error) *guichet.Error {

@@ -57,8 +57,11 @@ func modelNotFound(name string) *guichet.Error {
 	return errorf(http.StatusNotFound, "model_not_found", "model %q not found: GET /v1/models lists the models and aliases you can use", name).WithParam("model")
 }
 
-// resolve finds the model a request names and checks it fits the endpoint.
-func (s *Server) resolve(name string, e guichet.Endpoint) (*routing.Model, *guichet.Error) {
+// resolve finds the model a request names and checks it fits the
+// endpoint; the exchange remembers it for settle.
+func (s *Server) resolve(x *exchange, name string) (*routing.Model, *guichet.Error) {
+	e := x.endpoint
+	x.model = name
 	m := s.models.Lookup(name)
 	if m == nil {
 		return nil, modelNotFound(name)
@@ -66,5 +69,6 @@ func (s *Server) resolve(name string, e guichet.Endpoint) (*routing.Model, *guic
 	if !e.Accepts(m.Type) {
 		return nil, errorf(http.StatusUnprocessableEntity, "wrong_model_type", "model %q is a %s model; %s needs a model of type %s", name, m.Type, e, e.AcceptedList()).WithParam("model")
 	}
+	x.model = m.Name
 	return m, nil
 }

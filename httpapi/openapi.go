@@ -74,17 +74,6 @@ type TranscriptionForm struct {
 	Temperature    *float64 `json:"temperature,omitempty" minimum:"0" maximum:"1"`
 }
 
-// ErrorResponse is every error's body.
-type ErrorResponse struct {
-	Error struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Param   *string `json:"param"`
-		Code    *string `json:"code"`
-	} `json:"error"`
-	Detail string `json:"detail" doc:"The message again, for clients written for OpenGateLLM."`
-}
-
 // anyJSON is an opaque upstream answer (passed through as is).
 type anyJSON map[string]any
 

@@ -27,21 +27,11 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 		}
 		return err
 	}
-	ans, err := model.Send(r.Context(), call)
-	if err != nil {
-		s.fail(w, x, asError(err))
+	ans := s.send(w, r, x, model, call)
+	if ans == nil {
 		return
 	}
 	defer ans.Close()
-	x.answeredBy(ans)
-	if ans.StatusCode >= 300 { // a 4xx: pass it through
-		body, _ := io.ReadAll(io.LimitReader(ans.Body, 1<<20))
-		w.Header().Set("Content-Type", ans.Header.Get("Content-Type"))
-		w.WriteHeader(ans.StatusCode)
-		w.Write(body)
-		s.settle(x, ans.StatusCode)
-		return
-	}
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -77,6 +67,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 				break
 			}
 		}
+		var err error
 		raw, data, err = events.Next()
 		if err != nil {
 			if r.Context().Err() == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"sort"
 
@@ -64,13 +63,11 @@ func (s *Server) handleRerank() http.Handler {
 			s.fail(w, x, gerr)
 			return
 		}
-		x.model = req.Model
-		model, gerr := s.resolve(req.Model, guichet.EndpointRerank)
+		model, gerr := s.resolve(x, req.Model)
 		if gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
-		x.model = model.Name
 		var payload []byte
 		call := routing.Call{
 			Endpoint: guichet.EndpointRerank,
@@ -89,21 +86,11 @@ func (s *Server) handleRerank() http.Handler {
 				return err
 			},
 		}
-		ans, err := model.Send(r.Context(), call)
-		if err != nil {
-			s.fail(w, x, asError(err))
+		ans := s.send(w, r, x, model, call)
+		if ans == nil {
 			return
 		}
 		defer ans.Close()
-		x.answeredBy(ans)
-		if ans.StatusCode >= 300 {
-			b, _ := io.ReadAll(io.LimitReader(ans.Body, 1<<20))
-			w.Header().Set("Content-Type", ans.Header.Get("Content-Type"))
-			w.WriteHeader(ans.StatusCode)
-			w.Write(b)
-			s.settle(x, ans.StatusCode)
-			return
-		}
 		results, usage, ok := parseRerank(ans.Provider.Type, payload, len(req.Documents))
 		if !ok {
 			s.fail(w, x, errorf(http.StatusBadGateway, "upstream_bad_answer", "the model server's rerank answer could not be read"))

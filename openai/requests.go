@@ -42,8 +42,13 @@ func parse(body []byte) (Object, *guichet.Error) {
 	return o, nil
 }
 
-// common decodes model and stream, shared by every inference body.
-func common(o Object) (*Request, *guichet.Error) {
+// common scans a body and decodes model and stream, shared by every
+// inference body.
+func common(body []byte) (*Request, *guichet.Error) {
+	o, gerr := parse(body)
+	if gerr != nil {
+		return nil, gerr
+	}
 	r := &Request{Object: o}
 	if err := field(o, "model", &r.Model, "a string: the name or alias of a model (see GET /v1/models)"); err != nil {
 		return nil, err
@@ -131,14 +136,11 @@ var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // DecodeChat validates a /v1/chat/completions body.
 func DecodeChat(body []byte) (*Request, *guichet.Error) {
-	o, gerr := parse(body)
+	r, gerr := common(body)
 	if gerr != nil {
 		return nil, gerr
 	}
-	r, gerr := common(o)
-	if gerr != nil {
-		return nil, gerr
-	}
+	o := r.Object
 	var msgs []ChatMessage
 	if err := field(o, "messages", &msgs, "a list of messages such as [{\"role\":\"user\",\"content\":\"Hello\"}]"); err != nil {
 		return nil, err
@@ -252,14 +254,11 @@ func checkTools(o Object) *guichet.Error {
 
 // DecodeCompletion validates a /v1/completions body.
 func DecodeCompletion(body []byte) (*Request, *guichet.Error) {
-	o, gerr := parse(body)
+	r, gerr := common(body)
 	if gerr != nil {
 		return nil, gerr
 	}
-	r, gerr := common(o)
-	if gerr != nil {
-		return nil, gerr
-	}
+	o := r.Object
 	if err := checkTextOrTokens(o, "prompt"); err != nil {
 		return nil, err
 	}
@@ -307,14 +306,11 @@ func checkTextOrTokens(o Object, key string) *guichet.Error {
 
 // DecodeEmbeddings validates a /v1/embeddings body.
 func DecodeEmbeddings(body []byte) (*Request, *guichet.Error) {
-	o, gerr := parse(body)
+	r, gerr := common(body)
 	if gerr != nil {
 		return nil, gerr
 	}
-	r, gerr := common(o)
-	if gerr != nil {
-		return nil, gerr
-	}
+	o := r.Object
 	if r.Stream {
 		return nil, invalid("stream", "embeddings are not streamed: leave stream out")
 	}
