@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,4 +292,37 @@ models:
 		t.Error("an idle stream did not end with an error event")
 	}
 	waitFor(t, "the stalled upstream request to be cancelled", 3*time.Second, func() bool { return stats(t, slow).Cancelled == 1 })
+}
+
+func TestGracefulShutdownFinishesStreams(t *testing.T) {
+	sim := startSim(t, "--model", "m", "--output-tokens", "30", "--itl", "20ms")
+	g := startGuichet(t, `
+models:
+  - name: chat
+    type: text-generation
+    providers:
+`+provider("vllm", sim, "m"))
+	c := client(g)
+	stream := c.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
+		Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")},
+	})
+	if !stream.Next() {
+		t.Fatal(stream.Err())
+	}
+	g.cmd.Process.Signal(syscall.SIGTERM) // a rolling restart, mid-stream
+	acc := openai.ChatCompletionAccumulator{}
+	acc.AddChunk(stream.Current())
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+	}
+	if err := stream.Err(); err != nil || acc.Usage.CompletionTokens != 30 {
+		t.Errorf("stream cut by the shutdown: %v, usage %+v", err, acc.Usage)
+	}
+	if err := g.cmd.Wait(); err != nil {
+		t.Errorf("guichet did not exit cleanly: %v\n%s", err, g.Logs())
+	}
+	// New connections are refused once it stopped.
+	if _, err := http.Get(g.URL() + "/health"); err == nil {
+		t.Error("still serving after shutdown")
+	}
 }
