@@ -65,7 +65,7 @@ func (s *Server) handleTranscription() http.Handler {
 			}
 			return x.upstreamRequest(ctx, p, guichet.EndpointTranscription, body, contentType)
 		}
-		call := routing.Call{Endpoint: guichet.EndpointTranscription, Build: build}
+		call := routing.Call{Build: build}
 		ans := s.send(w, r, x, model, call)
 		if ans == nil {
 			return

@@ -65,10 +65,10 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handl
 			return x.upstreamRequest(ctx, p, endpoint, bytes.NewReader(payload), "application/json")
 		}
 		if req.Stream {
-			s.relayStream(w, r, x, model, routing.Call{Endpoint: endpoint, Build: build})
+			s.relayStream(w, r, x, model, routing.Call{Build: build})
 			return
 		}
-		s.relayJSON(w, r, x, model, routing.Call{Endpoint: endpoint, Build: build})
+		s.relayJSON(w, r, x, model, routing.Call{Build: build})
 	})
 }
 

@@ -70,7 +70,6 @@ func (s *Server) handleRerank() http.Handler {
 		}
 		var payload []byte
 		call := routing.Call{
-			Endpoint: guichet.EndpointRerank,
 			Build: func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
 				var v any
 				if p.Type == guichet.ProviderTEI {

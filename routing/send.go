@@ -17,7 +17,6 @@ import (
 
 // Call is one request to send to a model's providers.
 type Call struct {
-	Endpoint guichet.Endpoint
 	// Build makes the request for provider p; the body must name
 	// p.ModelName. It may be called once per attempt.
 	Build func(ctx context.Context, p *upstream.Provider) (*http.Request, error)
@@ -25,8 +24,6 @@ type Call struct {
 	// error means "try elsewhere" (a stream that breaks before its first
 	// event, a body cut short).
 	Check func(resp *http.Response) error
-	// Once is set for bodies that cannot be sent twice (streamed uploads).
-	Once bool
 }
 
 // Answer is the upstream response to relay to the client.
@@ -60,7 +57,7 @@ func (m *Model) Send(ctx context.Context, call Call) (*Answer, error) {
 	for _, model := range models {
 		tried := make([]*upstream.Provider, 0, len(model.Providers))
 		for n := 0; n < model.maxAttempts; n++ {
-			if attempts > 0 && (call.Once || time.Now().After(deadline)) {
+			if attempts > 0 && time.Now().After(deadline) {
 				return nil, orUnavailable(last, m)
 			}
 			p, busy := model.pick(tried)
