@@ -10,7 +10,7 @@
 #   2. a constant RATE, open loop (bench/cmd/rateload): p50/p99/p99.9;
 #   3. streaming (bench/cmd/streamload): CPU per stream, time-to-first-event;
 #   4. IDLE_STREAMS slow streams held open (bench/cmd/idlestreams): RSS.
-# A fourth target, goproxy (bench/cmd/goproxy: httputil.ReverseProxy plus a
+# The extra proxy, goproxy (bench/cmd/goproxy: httputil.ReverseProxy plus a
 # key check), is the floor of any Go gateway: guichet minus goproxy is what
 # guichet's own code costs, goproxy minus nginx what Go's net/http costs.
 # It writes the Markdown report to $OUT (default bench/results.md) and prints
@@ -21,10 +21,12 @@
 # STREAM_TOKENS (64), RATE (2000), IDLE_STREAMS (10000), TARGETS ("direct
 # nginx goproxy guichet"; direct is needed for added latency), IDLE_TARGETS
 # ("nginx goproxy guichet"), QUIET_MAX (20: % of one core that other
-# processes may use before a measurement), QUIET_WAIT (60 s to wait for
-# that), PHASES ("wrk rate stream idle"), OUT (bench/results.md), KEEP_WORK
-# (1: keep the temp dir and its logs, e.g. rate-guichet.log, the per-second
-# timeline of the constant-rate run).
+# processes may use before a measurement), QUIET_WAIT (30 s to wait for
+# that), QUIET_BUDGET (180 s: all the waiting and re-measuring a run may
+# spend because of other processes, which bounds its length), PHASES ("wrk
+# rate stream idle"), OUT (bench/results.md), KEEP_WORK (1: keep the temp
+# dir and its logs, e.g. rate-guichet.log, the per-second timeline of the
+# constant-rate run). About 6 minutes with the defaults on a quiet machine.
 #
 # The machine must be otherwise idle: before each point the harness waits
 # (up to QUIET_WAIT) for other processes to use less than QUIET_MAX % of a
@@ -33,6 +35,8 @@
 # Fairness choice: everything shares the same cores (load generator, proxy
 # and simulator). nginx runs `worker_processes auto` (one worker per core) and
 # guichet runs with Go's default GOMAXPROCS (= cores): neither is pinned.
+# Files: bench/post.lua (wrk's request and its JSON summary line) and the
+# tools in bench/cmd/ (streamload, rateload, idlestreams, goproxy, benchreport).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -46,7 +50,9 @@ IDLE_STREAMS=${IDLE_STREAMS:-10000}
 TARGETS=${TARGETS:-"direct nginx goproxy guichet"}
 IDLE_TARGETS=${IDLE_TARGETS:-"nginx goproxy guichet"}
 QUIET_MAX=${QUIET_MAX:-20}
-QUIET_WAIT=${QUIET_WAIT:-60}
+QUIET_WAIT=${QUIET_WAIT:-30}
+QUIET_BUDGET=${QUIET_BUDGET:-180}
+QUIET_SPENT=0
 PHASES=${PHASES:-"wrk rate stream idle"}
 OUT=${OUT:-bench/results.md}
 KEY="bench-master-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -246,12 +252,13 @@ wait_quiet() {
 		sleep 1
 		BG_PCT=$((($(busy_ticks) - b0) * 100 / CLK_TCK))
 		((BG_PCT <= QUIET_MAX)) && return 0
-		if ((waited >= QUIET_WAIT)); then
+		if ((waited >= QUIET_WAIT || QUIET_SPENT >= QUIET_BUDGET)); then
 			log "other processes still use $BG_PCT% of a core: measuring anyway (see the foreign column)"
 			return 0
 		fi
 		((waited == 0)) && log "other processes use $BG_PCT% of a core: waiting up to ${QUIET_WAIT}s for quiet"
 		waited=$((waited + 1))
+		QUIET_SPENT=$((QUIET_SPENT + 1))
 	done
 }
 
@@ -359,12 +366,14 @@ measure() {
 		i1=$(irq_ticks)
 		children_ticks
 		# CPU that other processes took during the run, in % of one core: a
-		# point disturbed by more than 2 × QUIET_MAX is measured once more.
+		# point disturbed by more than 2 × QUIET_MAX is measured again (3 tries
+		# at most, within QUIET_BUDGET).
 		ours=$((sp1 - sp0 + CHILD_TICKS - c0))
 		[[ $target == direct ]] || ours=$((ours + pp1 - pp0))
 		wall=$(((t1 - t0) / 1000000))
 		foreign=$(((m1 - m0 - ours) * 100000 / CLK_TCK / (wall > 0 ? wall : 1)))
-		((foreign > 2 * QUIET_MAX && attempt < 3)) || break
+		((foreign > 2 * QUIET_MAX && attempt < 3 && QUIET_SPENT < QUIET_BUDGET)) || break
+		QUIET_SPENT=$((QUIET_SPENT + wall / 1000))
 		log "$kind $target ${extra%,}: other processes took $foreign% of a core during the run: measuring again"
 	done
 	json=$(tail -1 <<<"$out")

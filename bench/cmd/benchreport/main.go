@@ -457,6 +457,9 @@ func (r *report) rateTable() {
 		r.p("| %s | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %d | %s | %s |\n",
 			t, w.Sent, w.OK, w.Errors, w.Dropped, w.P50, w.P99, w.P999, w.Max, a50, a99, a999, w.Connections, cpu,
 			r.checkForeign("rate "+t, x))
+		if w.Connections > 200 {
+			r.note("rate %s: the client had to open %d connections: requests piled up (p99 %.0f ms), the target fell behind %.0f req/s for a while", t, w.Connections, w.P99, r.m.Rate)
+		}
 		if w.Errors+w.Dropped > 0 {
 			r.note("rate %s: %d errors, %d dropped because 5000 requests were already in flight (first error: %s)", t, w.Errors, w.Dropped, w.FirstErr)
 		}
