@@ -101,7 +101,6 @@ models:
 	if err == nil {
 		t.Fatal("a config with typos was accepted")
 	}
-	// The key check stops before validation: first the unknown key.
 	msg := err.Error()
 	if !strings.Contains(msg, "models[0].providers[0].tiemout (line 10)") || !strings.Contains(msg, `did you mean "timeout"`) {
 		t.Errorf("unknown key not reported with path, line and hint:\n%s", msg)
@@ -232,4 +231,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a config without models was accepted")
 		}
 	})
+}
+
+func TestUnknownKeysAndBadValuesAreReportedTogether(t *testing.T) {
+	src := `
+models:
+  - name: chat
+    type: text-generation
+    fallback: [other]
+    providers: [{type: vllm}]
+`
+	_, err := Parse("both.yml", []byte(src), env(nil))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{`models[0].fallback (line 5): unknown key "fallback"; did you mean "fallbacks"?`, "models[0].providers[0].url: a vllm provider needs a url"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
 }

@@ -88,13 +88,13 @@ func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Confi
 		cfg.Warnings = append(cfg.Warnings, "OpenGateLLM settings with no meaning in guichet, ignored: "+strings.Join(ignored, ", "))
 	}
 	if err := root.Decode(cfg); err != nil {
-		problems = append(problems, decodeProblems(err, lines)...)
+		// Values of the wrong type: checking the rest would mislead.
+		return nil, append(problems, decodeProblems(err, lines)...)
 	}
+	// Unknown keys and invalid values are reported together.
+	problems = append(problems, cfg.normalize()...)
 	if len(problems) > 0 {
 		return nil, problems
-	}
-	if ps := cfg.normalize(); len(ps) > 0 {
-		return nil, ps
 	}
 	_ = name
 	return cfg, nil

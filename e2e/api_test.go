@@ -443,3 +443,30 @@ models:
 		}
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	_, g := startOneSim(t)
+	postJSON(t, g, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`, http.StatusOK)
+	postJSON(t, g, "/v1/chat/completions", `{"model":"ghost","messages":[{"role":"user","content":"x"}]}`, http.StatusNotFound)
+	req, _ := http.NewRequest(http.MethodGet, g.URL()+"/metrics", nil)
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/metrics without a key: %d", resp.StatusCode)
+	}
+	req.Header.Set("Authorization", "Bearer "+masterKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`guichet_requests_total{endpoint="/v1/chat/completions",model="chat",status="200"} 1`,
+		`guichet_requests_total{endpoint="/v1/chat/completions",model="",status="404"} 1`, // no label per made-up name
+		`guichet_tokens_total{kind="completion",model="chat"} 12`,
+		`guichet_provider_up{model="chat",provider="chat#0"} 1`,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
