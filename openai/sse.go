@@ -24,7 +24,8 @@ type SSEReader struct {
 
 // NewSSEReader reads events from r.
 func NewSSEReader(r io.Reader) *SSEReader {
-	return &SSEReader{r: bufio.NewReaderSize(r, 16<<10)}
+	// 4 KiB holds a typical event; longer ones are assembled line by line.
+	return &SSEReader{r: bufio.NewReaderSize(r, 4<<10)}
 }
 
 // Next returns the next event: its raw bytes (through the blank line that

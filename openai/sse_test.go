@@ -128,3 +128,15 @@ func TestEventReady(t *testing.T) {
 	}
 	pw.Close()
 }
+
+func TestSSEReaderEventsLongerThanItsBuffer(t *testing.T) {
+	long := strings.Repeat("é", 10000)
+	r := NewSSEReader(strings.NewReader("data: " + long + "\ndata: x\n\ndata: [DONE]\n\n"))
+	raw, data, err := r.Next()
+	if err != nil || string(data) != long+"\nx" || string(raw) != "data: "+long+"\ndata: x\n\n" {
+		t.Fatalf("long event: %v, %d bytes of data", err, len(data))
+	}
+	if _, data, _ := r.Next(); !Done(data) {
+		t.Fatalf("next event %q", data)
+	}
+}
