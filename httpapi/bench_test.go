@@ -2,15 +2,11 @@ package httpapi
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/guichet/guichet/config"
-	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/sim"
 )
 
@@ -18,17 +14,12 @@ import (
 func benchServer(b *testing.B) *httptest.Server {
 	upstream := httptest.NewServer(sim.New(sim.Config{Models: []string{"m"}, OutputTokens: 16}))
 	b.Cleanup(upstream.Close)
-	cfg, err := config.Parse("b.yml", []byte(`
+	g := httptest.NewServer(serverFor(b, `
 models:
   - name: chat
     type: text-generation
     providers: [{type: vllm, url: "`+upstream.URL+`", model_name: m}]
-`), os.LookupEnv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MasterKey: key})
-	g := httptest.NewServer(s)
+`))
 	b.Cleanup(g.Close)
 	return g
 }

@@ -2,16 +2,10 @@ package httpapi
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
-
-	"github.com/guichet/guichet/config"
-	"github.com/guichet/guichet/routing"
 )
 
 // An upstream that ignores stream_options (older or non-vLLM servers)
@@ -29,16 +23,12 @@ func TestStreamWithoutUpstreamUsageGetsOne(t *testing.T) {
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	}))
 	defer upstream.Close()
-	cfg, err := config.Parse("t.yml", []byte(`
+	s := serverFor(t, `
 models:
   - name: chat
     type: text-generation
     providers: [{type: openai, url: "`+upstream.URL+`", model_name: m}]
-`), os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MasterKey: key})
+`)
 	w := do(s, "POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"x"}]}`, "application/json")
 	events := strings.Split(strings.TrimSpace(w.Body.String()), "\n\n")
 	if len(events) != 5 {

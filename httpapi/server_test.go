@@ -16,9 +16,21 @@ import (
 
 const key = "sk-test-0123456789abcdef0123456789abcdef"
 
-func newTestServer(t testing.TB) *Server {
+// serverFor builds an in-process guichet from a configuration. Providers
+// are not probed: they count as healthy until requests fail.
+func serverFor(t testing.TB, yaml string) *Server {
 	t.Helper()
-	cfg, err := config.Parse("t.yml", []byte(`
+	cfg, err := config.Parse("t.yml", []byte(yaml), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.DataDir = t.TempDir()
+	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MasterKey: key})
+}
+
+// newTestServer has unreachable providers and small size limits.
+func newTestServer(t testing.TB) *Server {
+	return serverFor(t, `
 server: {max_body_bytes: 1KiB, max_upload_bytes: 2KiB}
 models:
   - name: chat
@@ -27,12 +39,7 @@ models:
   - name: asr
     type: automatic-speech-recognition
     providers: [{type: vllm, url: "http://127.0.0.1:1"}]
-`), os.LookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.DataDir = t.TempDir()
-	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MasterKey: key})
+`)
 }
 
 func do(s http.Handler, method, path, body, contentType string) *httptest.ResponseRecorder {
