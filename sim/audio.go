@@ -166,17 +166,11 @@ func (s *Server) transcription(w *respWriter, r *http.Request, _ []byte) outcome
 		writeError(w, e.status, e.msg)
 		return outFailed
 	}
-	d, out, ok := s.admit(w, r, m, false, nil)
+	release, out, ok := s.startPooled(w, r, m, false)
 	if !ok {
 		return out
 	}
-	defer s.sched.release(m)
-	if !s.prefill(r) {
-		return outCancelled
-	}
-	if d.cut {
-		return outCut
-	}
+	defer release()
 
 	dur := audioDuration(f.head, f.bytes)
 	durText := strconv.FormatFloat(math.Round(dur*100)/100, 'f', -1, 64)

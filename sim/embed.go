@@ -156,17 +156,11 @@ func (s *Server) embeddings(w *respWriter, r *http.Request, body []byte) outcome
 		writeError(w, e.status, e.msg)
 		return outFailed
 	}
-	d, out, ok := s.admit(w, r, m, false, nil)
+	release, out, ok := s.startPooled(w, r, m, false)
 	if !ok {
 		return out
 	}
-	defer s.sched.release(m)
-	if !s.prefill(r) {
-		return outCancelled
-	}
-	if d.cut {
-		return outCut
-	}
+	defer release()
 
 	b := make([]byte, 0, 64+len(inputs)*dim*12)
 	b = append(b, `{"id":`...)
@@ -224,6 +218,26 @@ func appendVector(b []byte, v []float64) []byte {
 
 // prefill waits TTFT: a pooling request's whole latency. It reports false
 // when the client went away.
+// startPooled admits a pooling request (embeddings, rerank, audio), waits
+// its prefill time and plays a drawn cut. When ok, the caller must call
+// release; otherwise the answer (or the lack of one) is already settled.
+func (s *Server) startPooled(w http.ResponseWriter, r *http.Request, m *modelCounters, tei bool) (release func(), out outcome, ok bool) {
+	d, out, ok := s.admit(w, r, m, tei, nil)
+	if !ok {
+		return nil, out, false
+	}
+	release = func() { s.sched.release(m) }
+	switch {
+	case !s.prefill(r):
+		release()
+		return nil, outCancelled, false
+	case d.cut:
+		release()
+		return nil, outCut, false
+	}
+	return release, outCompleted, true
+}
+
 func (s *Server) prefill(r *http.Request) bool {
 	if s.cfg.TTFT <= 0 {
 		return true
@@ -312,17 +326,11 @@ func (s *Server) teiEmbed(w *respWriter, r *http.Request, body []byte) outcome {
 		tokens += inputs[i].tokens()
 	}
 	m := s.models[0]
-	d, out, ok := s.admit(w, r, m, true, nil)
+	release, out, ok := s.startPooled(w, r, m, true)
 	if !ok {
 		return out
 	}
-	defer s.sched.release(m)
-	if !s.prefill(r) {
-		return outCancelled
-	}
-	if d.cut {
-		return outCut
-	}
+	defer release()
 	b := make([]byte, 0, 2+len(inputs)*s.cfg.EmbeddingDim*12)
 	b = append(b, '[')
 	for i, p := range inputs {
@@ -435,17 +443,11 @@ func (s *Server) rerank(w *respWriter, r *http.Request, body []byte) outcome {
 		}
 		tokens += pair
 	}
-	d, out, ok := s.admit(w, r, m, false, nil)
+	release, out, ok := s.startPooled(w, r, m, false)
 	if !ok {
 		return out
 	}
-	defer s.sched.release(m)
-	if !s.prefill(r) {
-		return outCancelled
-	}
-	if d.cut {
-		return outCut
-	}
+	defer release()
 	q := s.embedding(prompt{text: *req.Query})
 	results := make([]scored, len(docs))
 	for i, doc := range docs {
@@ -509,17 +511,11 @@ func (s *Server) teiRerank(w *respWriter, r *http.Request, body []byte) outcome 
 		tokens += p.tokens()
 	}
 	m := s.models[0]
-	d, out, ok := s.admit(w, r, m, true, nil)
+	release, out, ok := s.startPooled(w, r, m, true)
 	if !ok {
 		return out
 	}
-	defer s.sched.release(m)
-	if !s.prefill(r) {
-		return outCancelled
-	}
-	if d.cut {
-		return outCut
-	}
+	defer release()
 	q := s.embedding(prompt{text: *req.Query})
 	results := make([]scored, len(req.Texts))
 	for i, t := range req.Texts {
