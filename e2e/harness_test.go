@@ -224,3 +224,13 @@ func provider(typ string, sim *process, modelName string, extra ...string) strin
 	}
 	return s
 }
+
+// chatConfig is a configuration with one text-generation model, chat, with
+// the given routing (may be empty) over the given provider entries.
+func chatConfig(routing string, providers ...string) string {
+	s := "models:\n  - name: chat\n    type: text-generation\n"
+	if routing != "" {
+		s += "    routing: " + routing + "\n"
+	}
+	return s + "    providers:\n" + strings.Join(providers, "")
+}

@@ -36,13 +36,7 @@ func setFaults(t *testing.T, sim *process, faults string) {
 func TestProviderKilledUnderLoadIsRoutedAround(t *testing.T) {
 	a := startSim(t, "--model", "m", "--ttft", "5ms", "--itl", "1ms", "--output-tokens", "8")
 	b := startSim(t, "--model", "m", "--ttft", "5ms", "--itl", "1ms", "--output-tokens", "8")
-	g := startGuichet(t, `
-models:
-  - name: chat
-    type: text-generation
-    routing: {strategy: round_robin}
-    providers:
-`+provider("vllm", a, "m")+provider("vllm", b, "m"))
+	g := startGuichet(t, chatConfig("{strategy: round_robin}", provider("vllm", a, "m"), provider("vllm", b, "m")))
 	c := client(g)
 
 	var ok, failed atomic.Int64
@@ -91,12 +85,7 @@ models:
 func TestCircuitOpensAndCloses(t *testing.T) {
 	a := startSim(t, "--model", "m")
 	addr := a.addr
-	g := startGuichet(t, `
-models:
-  - name: chat
-    type: text-generation
-    providers:
-`+provider("vllm", a, "m"))
+	g := startGuichet(t, chatConfig("", provider("vllm", a, "m")))
 	c := client(g)
 	if err := chatOnce(c, t, "chat"); err != nil {
 		t.Fatal(err)
@@ -171,12 +160,7 @@ models:
 
 func TestStreamFailuresBeforeAndAfterTheFirstByte(t *testing.T) {
 	cut := startSim(t, "--model", "m", "--output-tokens", "20", "--itl", "2ms", "--cut-rate", "1", "--cut-after-tokens", "3")
-	g := startGuichet(t, `
-models:
-  - name: chat
-    type: text-generation
-    providers:
-`+provider("vllm", cut, "m"))
+	g := startGuichet(t, chatConfig("", provider("vllm", cut, "m")))
 	c := client(g)
 
 	// After bytes went out: no retry, the stream ends with an error event.
@@ -200,13 +184,7 @@ models:
 	// Before the first byte: a second provider takes over, unseen.
 	good := startSim(t, "--model", "m", "--output-tokens", "5")
 	setFaults(t, cut, `{"error_rate":1,"error_status":502}`)
-	g2 := startGuichet(t, `
-models:
-  - name: chat
-    type: text-generation
-    routing: {strategy: round_robin}
-    providers:
-`+provider("vllm", cut, "m")+provider("vllm", good, "m"))
+	g2 := startGuichet(t, chatConfig("{strategy: round_robin}", provider("vllm", cut, "m"), provider("vllm", good, "m")))
 	c2 := client(g2)
 	for i := 0; i < 4; i++ {
 		stream := c2.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
@@ -224,12 +202,7 @@ models:
 
 func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	sim := startSim(t, "--model", "m", "--output-tokens", "1000", "--itl", "20ms")
-	g := startGuichet(t, `
-models:
-  - name: chat
-    type: text-generation
-    providers:
-`+provider("vllm", sim, "m"))
+	g := startGuichet(t, chatConfig("", provider("vllm", sim, "m")))
 	cctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(cctx, http.MethodPost, g.URL()+"/v1/chat/completions",
 		strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"x"}]}`))
@@ -296,12 +269,7 @@ models:
 
 func TestGracefulShutdownFinishesStreams(t *testing.T) {
 	sim := startSim(t, "--model", "m", "--output-tokens", "30", "--itl", "20ms")
-	g := startGuichet(t, `
-models:
-  - name: chat
-    type: text-generation
-    providers:
-`+provider("vllm", sim, "m"))
+	g := startGuichet(t, chatConfig("", provider("vllm", sim, "m")))
 	c := client(g)
 	stream := c.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
 		Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")},
