@@ -294,3 +294,32 @@ func TestGracefulShutdownFinishesStreams(t *testing.T) {
 		t.Error("still serving after shutdown")
 	}
 }
+
+func TestMaxConcurrencyAnswers503WhenEveryProviderIsFull(t *testing.T) {
+	sim := startSim(t, "--model", "m", "--ttft", "1s")
+	g := startGuichet(t, chatConfig("", provider("vllm", sim, "m", "max_concurrency: 1")))
+	done := make(chan int)
+	go func() { // no t.Fatal off the test goroutine: report the status
+		req, _ := http.NewRequest(http.MethodPost, g.URL()+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("Authorization", "Bearer "+masterKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	waitFor(t, "the first request to reach the simulator", 5*time.Second, func() bool { return stats(t, sim).Running == 1 })
+	resp := post(t, g, "/v1/chat/completions", "application/json", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"x"}]}`))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second request over max_concurrency 1: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code := <-done; code != http.StatusOK {
+		t.Errorf("first request: %d", code)
+	}
+	if s := stats(t, sim); s.Requests != 1 {
+		t.Errorf("the simulator got %d requests: the cap did not hold", s.Requests)
+	}
+}
