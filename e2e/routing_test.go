@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -147,6 +148,23 @@ models:
 	}
 	if s := stats(t, busy); s.Requests != 1 {
 		t.Errorf("busy provider got %d requests, want 1", s.Requests)
+	}
+	req, _ := http.NewRequest(http.MethodGet, g.URL()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+masterKey)
+	mresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{
+		`guichet_upstream_attempts_total{outcome="server_error",provider="big#0"} 1`,
+		`guichet_upstream_attempts_total{outcome="overloaded",provider="big#1"} 1`,
+		`guichet_upstream_attempts_total{outcome="ok",provider="small#0"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// With the fallback overloaded too, the client gets 503 + Retry-After.

@@ -14,6 +14,7 @@ import (
 	"github.com/guichet/guichet/config"
 	"github.com/guichet/guichet/metrics"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/upstream"
 )
 
 // Server serves guichet's API.
@@ -44,6 +45,9 @@ func NewServer(o Options) *Server {
 		keyHash: sha256.Sum256([]byte(o.MasterKey)),
 	}
 	s.metrics = metrics.New(func() float64 { return float64(s.inflight.Load()) })
+	s.models.Observe(func(p *upstream.Provider, outcome string) {
+		s.metrics.Attempts.WithLabelValues(p.ID, outcome).Inc()
+	})
 	s.handler = s.routes()
 	return s
 }

@@ -24,9 +24,6 @@ func (s *Server) settle(x *exchange, status int) {
 	if x.usage.CompletionTokens > 0 {
 		s.metrics.Tokens.WithLabelValues(model, "completion").Add(float64(x.usage.CompletionTokens))
 	}
-	if x.attempts > 1 {
-		s.metrics.Attempts.WithLabelValues(x.provider, "retried").Add(float64(x.attempts - 1))
-	}
 	if status >= 500 && status != 499 {
 		s.log.Warn("request failed", "endpoint", endpoint, "model", model, "status", status, "provider", x.provider, "attempts", x.attempts)
 	}

@@ -42,7 +42,7 @@ func New(inflight func() float64) *Metrics {
 			Name: "guichet_tokens_total", Help: "Tokens processed, from the providers' usage.",
 		}, []string{"model", "kind"}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guichet_upstream_attempts_total", Help: "Requests sent to providers, by outcome.",
+			Name: "guichet_upstream_attempts_total", Help: "Requests sent to providers, by outcome (ok, client_error, server_error, overloaded, timeout, unreachable, auth_refused).",
 		}, []string{"provider", "outcome"}),
 		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "guichet_provider_up", Help: "1 when the provider's circuit is closed (healthy).",

@@ -26,6 +26,7 @@ type Model struct {
 	strategy    Strategy
 	maxAttempts int
 	retryWindow time.Duration
+	onAttempt   func(p *upstream.Provider, outcome string)
 }
 
 // MaxContext is the smallest context length its providers reported.
@@ -89,6 +90,15 @@ func NewRegistry(cfg *config.Config) *Registry {
 		}
 	}
 	return r
+}
+
+// Observe registers f to hear of every upstream attempt and its outcome:
+// ok, client_error, server_error, overloaded, timeout, unreachable,
+// auth_refused. Call it before serving.
+func (r *Registry) Observe(f func(p *upstream.Provider, outcome string)) {
+	for _, m := range r.Models {
+		m.onAttempt = f
+	}
 }
 
 // Lookup finds a model by name or alias.

@@ -74,6 +74,9 @@ func (m *Model) Send(ctx context.Context, call Call) (*Answer, error) {
 			}
 			attempts++
 			ans, err := attempt(ctx, p, call)
+			if model.onAttempt != nil && ctx.Err() == nil {
+				model.onAttempt(p, outcome(ans, err))
+			}
 			if err == nil {
 				ans.Model, ans.Attempts = model, attempts
 				return ans, nil
@@ -88,6 +91,28 @@ func (m *Model) Send(ctx context.Context, call Call) (*Answer, error) {
 		}
 	}
 	return nil, orUnavailable(last, m)
+}
+
+// outcome names how an attempt ended, for metrics.
+func outcome(ans *Answer, err *guichet.Error) string {
+	switch {
+	case err == nil && ans.StatusCode < 300:
+		return "ok"
+	case err == nil:
+		return "client_error"
+	}
+	switch err.Code {
+	case "upstream_timeout":
+		return "timeout"
+	case "upstream_unreachable":
+		return "unreachable"
+	case "model_overloaded":
+		return "overloaded"
+	case "upstream_auth":
+		return "auth_refused"
+	default:
+		return "server_error"
+	}
 }
 
 // pick returns a healthy provider with free capacity not tried yet; busy is
