@@ -93,10 +93,7 @@ type streamState struct {
 	sawUsage bool
 	usage    openai.TokenUsage
 	chunks   int64
-	id       string
-	object   string
-	model    string
-	created  int64
+	first    []byte // the first chunk, parsed only if a usage chunk must be made
 }
 
 func (st *streamState) observe(data []byte) {
@@ -108,16 +105,8 @@ func (st *streamState) observe(data []byte) {
 		return
 	}
 	st.chunks++
-	if st.id == "" {
-		var head struct {
-			ID      string `json:"id"`
-			Object  string `json:"object"`
-			Model   string `json:"model"`
-			Created int64  `json:"created"`
-		}
-		if json.Unmarshal(data, &head) == nil {
-			st.id, st.object, st.model, st.created = head.ID, head.Object, head.Model, head.Created
-		}
+	if st.first == nil {
+		st.first = append([]byte(nil), data...)
 	}
 }
 
@@ -128,16 +117,22 @@ func (st *streamState) bestUsage() openai.TokenUsage {
 	return openai.TokenUsage{CompletionTokens: st.chunks, TotalTokens: st.chunks}
 }
 
-// usageChunk is the closing usage chunk for an upstream that sent none.
+// usageChunk is the closing usage chunk for an upstream that sent none,
+// with the id, object, model and created of the stream's first chunk.
 func (st *streamState) usageChunk() []byte {
-	u := st.bestUsage()
-	obj := st.object
-	if obj == "" {
-		obj = "chat.completion.chunk"
+	var head struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Model   string `json:"model"`
+		Created int64  `json:"created"`
+	}
+	json.Unmarshal(st.first, &head)
+	if head.Object == "" {
+		head.Object = "chat.completion.chunk"
 	}
 	b, _ := json.Marshal(map[string]any{
-		"id": st.id, "object": obj, "created": st.created, "model": st.model,
-		"choices": []any{}, "usage": u,
+		"id": head.ID, "object": head.Object, "created": head.Created, "model": head.Model,
+		"choices": []any{}, "usage": st.bestUsage(),
 	})
 	return append(append([]byte("data: "), b...), '\n', '\n')
 }
