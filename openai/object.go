@@ -16,6 +16,9 @@ import (
 type Member struct {
 	Key string
 	Raw []byte
+	// quoted is the key as it was written (with its quotes), so a rewrite
+	// keeps it byte for byte; nil for members the gateway adds.
+	quoted []byte
 }
 
 // Object is a JSON object's members in their original order.
@@ -42,7 +45,7 @@ func ParseObject(body []byte) (Object, error) {
 		i = skipSpace(body, keyEnd)
 		i = skipSpace(body, i+1) // ':'
 		valEnd := skipValue(body, i)
-		obj = append(obj, Member{Key: unquote(key), Raw: body[i:valEnd]})
+		obj = append(obj, Member{Key: unquote(key), Raw: body[i:valEnd], quoted: key})
 		i = skipSpace(body, valEnd)
 		if i < len(body) && body[i] == ',' {
 			i = skipSpace(body, i+1)
@@ -75,12 +78,17 @@ func (o Object) AppendWith(dst []byte, replace ...Member) []byte {
 	dst = append(dst, '{')
 	done := make([]bool, len(replace))
 	first := true
-	write := func(key string, raw []byte) {
+	write := func(m Member, raw []byte) {
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = strconv.AppendQuote(dst, key)
+		if m.quoted != nil {
+			dst = append(dst, m.quoted...)
+		} else {
+			q, _ := json.Marshal(m.Key) // JSON's quoting, not Go's (\x7f is not JSON)
+			dst = append(dst, q...)
+		}
 		dst = append(dst, ':')
 		dst = append(dst, raw...)
 	}
@@ -89,17 +97,17 @@ outer:
 		for j, r := range replace {
 			if r.Key == m.Key {
 				if !done[j] {
-					write(r.Key, r.Raw)
+					write(m, r.Raw)
 					done[j] = true
 				}
 				continue outer
 			}
 		}
-		write(m.Key, m.Raw)
+		write(m, m.Raw)
 	}
 	for j, r := range replace {
 		if !done[j] {
-			write(r.Key, r.Raw)
+			write(r, r.Raw)
 		}
 	}
 	return append(dst, '}')

@@ -3,7 +3,6 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"testing"
 )
 
@@ -13,18 +12,24 @@ func TestParseObjectKeepsValuesByteExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Object{
-		{"model", []byte(`"a"`)},
-		{"guided_json", []byte(`{"x":[1, 2.50,"}"]}`)},
-		{"min_tokens", []byte(`3`)},
-		{"s", []byte(`"q\"uote"`)},
-		{"ké", []byte(`null`)},
+	want := []struct{ key, raw string }{
+		{"model", `"a"`},
+		{"guided_json", `{"x":[1, 2.50,"}"]}`},
+		{"min_tokens", `3`},
+		{"s", `"q\"uote"`},
+		{"ké", `null`},
 	}
-	if !reflect.DeepEqual(o, want) {
+	if len(o) != len(want) {
 		t.Fatalf("got %q", o)
 	}
-	out := o.AppendWith(nil, Member{"model", []byte(`"b"`)}, Member{"stream_options", []byte(`{"include_usage":true}`)})
-	if string(out) != `{"model":"b","guided_json":{"x":[1, 2.50,"}"]},"min_tokens":3,"s":"q\"uote","ké":null,"stream_options":{"include_usage":true}}` {
+	for i, w := range want {
+		if o[i].Key != w.key || string(o[i].Raw) != w.raw {
+			t.Errorf("member %d: %q = %s, want %q = %s", i, o[i].Key, o[i].Raw, w.key, w.raw)
+		}
+	}
+	// Keys keep their original spelling (k\u00e9 stays escaped).
+	out := o.AppendWith(nil, Member{Key: "model", Raw: []byte(`"b"`)}, Member{Key: "stream_options", Raw: []byte(`{"include_usage":true}`)})
+	if string(out) != `{"model":"b","guided_json":{"x":[1, 2.50,"}"]},"min_tokens":3,"s":"q\"uote","k\u00e9":null,"stream_options":{"include_usage":true}}` {
 		t.Errorf("rewritten: %s", out)
 	}
 }
