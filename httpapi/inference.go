@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"io"
@@ -81,7 +82,12 @@ func withUsage(raw []byte) []byte {
 	return []byte(`{"include_usage":true}`)
 }
 
-func quote(s string) []byte { return strconv.AppendQuote(nil, s) }
+// quote writes s as a JSON string (Go's own quoting is not JSON for
+// control characters).
+func quote(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
 
 // readBody reads a JSON body within the size limit.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *guichet.Error) {
