@@ -104,24 +104,11 @@ type Costs struct {
 	CompletionTokens float64 `json:"completion_tokens"`
 }
 
-// Cost of a request with the given token counts.
-func (c Costs) Cost(prompt, completion int64) float64 {
-	return (float64(prompt)*c.PromptTokens + float64(completion)*c.CompletionTokens) / 1e6
-}
-
 // Carbon holds what the carbon estimate of a model needs.
 type Carbon struct {
 	TotalParams  float64 // billions
 	ActiveParams float64 // billions
 	Zone         string  // ISO 3166-1 alpha-3, or WOR
-}
-
-// Usage is the token count of one request.
-type Usage struct {
-	PromptTokens     int64   `json:"prompt_tokens"`
-	CompletionTokens int64   `json:"completion_tokens"`
-	TotalTokens      int64   `json:"total_tokens"`
-	Cost             float64 `json:"cost"`
 }
 
 // Error is a client-facing failure: an HTTP status and a message that says
