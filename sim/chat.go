@@ -139,7 +139,13 @@ func validMaxTokens(v *int, name string) (int, *apiError) {
 }
 
 func (s *Server) chat(w *respWriter, r *http.Request, body []byte) outcome {
-	job, e := s.planChat(body)
+	return s.planAndGenerate(w, r, body, s.planChat)
+}
+
+// planAndGenerate validates and plans a generation request, waits for a
+// slot and plays the answer out: chat and completions differ only in plan.
+func (s *Server) planAndGenerate(w *respWriter, r *http.Request, body []byte, plan func([]byte) (*genJob, *apiError)) outcome {
+	job, e := plan(body)
 	if e != nil {
 		writeError(w, e.status, e.msg)
 		return outFailed

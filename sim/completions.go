@@ -107,16 +107,7 @@ func checkIDs(ids []int64, field string) *apiError {
 }
 
 func (s *Server) completions(w *respWriter, r *http.Request, body []byte) outcome {
-	job, e := s.planCompletions(body)
-	if e != nil {
-		writeError(w, e.status, e.msg)
-		return outFailed
-	}
-	d, out, ok := s.admit(w, r, job.model, false, job.queued(w))
-	if !ok {
-		return out
-	}
-	return s.generate(w, r, job, d)
+	return s.planAndGenerate(w, r, body, s.planCompletions)
 }
 
 func (s *Server) planCompletions(body []byte) (*genJob, *apiError) {
