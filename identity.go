@@ -222,7 +222,7 @@ type UserFilter struct {
 // IdentityStore keeps organizations, roles, users and keys. SQLite and
 // PostgreSQL implement it; one conformance suite (storetest) runs on both.
 // Create methods set ID, Created and Updated on the object given. Every
-// method except Spend advances Version.
+// successful change except Spend advances Version.
 type IdentityStore interface {
 	CreateOrganization(ctx context.Context, o *Organization) error
 	Organization(ctx context.Context, id int64) (*Organization, error)

@@ -16,6 +16,7 @@ import (
 type Config struct {
 	Server  Server   `yaml:"server"`
 	Storage Storage  `yaml:"storage"`
+	Limits  Limits   `yaml:"limits"`
 	RAG     RAG      `yaml:"rag"`
 	Models  []*Model `yaml:"models"`
 
@@ -48,10 +49,34 @@ type Server struct {
 type Storage struct {
 	Postgres string `yaml:"postgres"`
 	Redis    string `yaml:"redis"`
+	// RedisPrefix starts every Redis key and channel guichet uses
+	// (default "guichet:"), so deployments can share one Redis.
+	RedisPrefix string `yaml:"redis_prefix"`
 }
 
 // Cluster reports whether shared storage is configured.
 func (s Storage) Cluster() bool { return s.Postgres != "" || s.Redis != "" }
+
+// Limits holds admission settings: what rate limits and budgets do when
+// their backend fails, and how much a budget reserves.
+type Limits struct {
+	// OnRedisDown is fail_closed (default: requests that have limits are
+	// refused with 503 while Redis is unreachable) or local (each replica
+	// applies the limits on its own until Redis is back).
+	OnRedisDown string `yaml:"on_redis_down"`
+	// ReserveMaxTokens is the completion a budget reserves for a request
+	// without max_tokens, when the model's context length is unknown
+	// (default 4096).
+	ReserveMaxTokens int64 `yaml:"reserve_max_tokens"`
+	// MaxKeyDays caps the lifetime of API keys; 0 lets keys never expire.
+	MaxKeyDays int `yaml:"max_key_days"`
+}
+
+// Modes of Limits.OnRedisDown.
+const (
+	FailClosed = "fail_closed"
+	FailLocal  = "local"
+)
 
 // RAG holds retrieval settings.
 type RAG struct {

@@ -31,6 +31,8 @@ type OGLRedis struct {
 type OGLSettings struct {
 	VectorStoreModel string `yaml:"vector_store_model"`
 	AuthMasterKey    Secret `yaml:"auth_master_key"`
+	// AuthMaxTokenExpirationDays becomes limits.max_key_days.
+	AuthMaxTokenExpirationDays *int `yaml:"auth_max_token_expiration_days"`
 }
 
 // oglTopLevel are the top-level keys that only an OpenGateLLM file has.

@@ -16,6 +16,9 @@ const (
 	DefaultMaxBodyBytes    = 16 << 20
 	DefaultMaxUploadBytes  = 20 << 20
 	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultReserveMaxTokens is the completion a budget reserves when a
+	// request sets no max_tokens and the context length is unknown.
+	DefaultReserveMaxTokens = 4096
 	DefaultMaxAttempts     = 3
 	DefaultRetryWindow     = 30 * time.Second
 	DefaultConnectTimeout  = 5 * time.Second
@@ -70,6 +73,20 @@ func (c *Config) normalize() Problems {
 		c.Server.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
 	c.fromOpenGateLLM()
+	c.Storage.RedisPrefix = orString(c.Storage.RedisPrefix, "guichet:")
+	c.Limits.OnRedisDown = orString(c.Limits.OnRedisDown, FailClosed)
+	if c.Limits.OnRedisDown != FailClosed && c.Limits.OnRedisDown != FailLocal {
+		bad("limits.on_redis_down", "want %s or %s, not %q", FailClosed, FailLocal, c.Limits.OnRedisDown)
+	}
+	if c.Limits.ReserveMaxTokens == 0 {
+		c.Limits.ReserveMaxTokens = DefaultReserveMaxTokens
+	}
+	if c.Limits.ReserveMaxTokens < 0 {
+		bad("limits.reserve_max_tokens", "must be a positive number of tokens")
+	}
+	if c.Limits.MaxKeyDays < 0 {
+		bad("limits.max_key_days", "must be 0 (no cap) or a number of days")
+	}
 
 	if len(c.Models) == 0 {
 		bad("models", "at least one model is needed")
@@ -128,6 +145,9 @@ func (c *Config) normalize() Problems {
 	if c.Storage.Redis != "" && !strings.HasPrefix(c.Storage.Redis, "redis") {
 		bad("storage.redis", "want a redis:// or rediss:// URL")
 	}
+	if c.Storage.Redis != "" && c.Storage.Postgres == "" {
+		bad("storage.redis", "cluster mode needs storage.postgres too: replicas share their keys and users there")
+	}
 	return ps
 }
 
@@ -156,6 +176,9 @@ func (c *Config) fromOpenGateLLM() {
 	}
 	if s := c.Settings; s != nil && c.RAG.EmbeddingModel == "" {
 		c.RAG.EmbeddingModel = s.VectorStoreModel
+	}
+	if s := c.Settings; s != nil && s.AuthMaxTokenExpirationDays != nil && c.Limits.MaxKeyDays == 0 {
+		c.Limits.MaxKeyDays = *s.AuthMaxTokenExpirationDays
 	}
 }
 

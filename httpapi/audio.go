@@ -44,7 +44,7 @@ func (u *upload) close() {
 // handleTranscription relays /v1/audio/transcriptions.
 func (s *Server) handleTranscription() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := s.begin(w, guichet.EndpointTranscription)
+		x := s.begin(w, r, guichet.EndpointTranscription)
 		u, gerr := s.readUpload(w, r)
 		if u != nil {
 			defer u.close()
@@ -55,6 +55,11 @@ func (s *Server) handleTranscription() http.Handler {
 		}
 		model, gerr := s.resolve(x, u.model)
 		if gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		// Audio has no input tokens to estimate: requests and budgets only.
+		if gerr := s.admit(r.Context(), w, x, model, nil, 0); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

@@ -1,11 +1,18 @@
 package httpapi
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/openai"
+	"github.com/guichet/guichet/tokens"
 
 	"github.com/guichet/guichet/sim"
 )
@@ -56,3 +63,41 @@ func benchChat(b *testing.B, stream bool) {
 // alone against nginx.
 func BenchmarkChat(b *testing.B)       { benchChat(b, false) }
 func BenchmarkChatStream(b *testing.B) { benchChat(b, true) }
+
+// BenchmarkAdmissionSteps is what identity and quotas add to a request in
+// embedded mode: authenticate a user key (from memory), admit it against
+// an rpm, a tpm and a concurrency limit and a budget reservation (input
+// tokens estimated), then settle. go test -bench AdmissionSteps ./httpapi
+func BenchmarkAdmissionSteps(b *testing.B) {
+	tn := newTenancy(b, `[{"model":"chat","type":"rpm","value":1000000000},{"model":"chat","type":"tpm","value":1000000000},{"model":"chat","type":"concurrent","value":1000}]`)
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), `{"budget":1000000}`, 200)
+	s := tn.s
+	model := s.models.Lookup("chat")
+	// The system prompt repeats (as in a real product); the question
+	// differs every time, so its tokens are counted every time.
+	bodies := make([]*openai.Request, 1000)
+	for i := range bodies {
+		var gerr *guichet.Error
+		bodies[i], gerr = openai.DecodeChat([]byte(`{"model":"chat","messages":[{"role":"system","content":"Tu es un assistant de l'administration. Réponds en français, brièvement, et cite tes sources."},{"role":"user","content":"Bonjour, peux-tu résumer le texte numéro ` + strconv.Itoa(i) + ` ?"}],"max_tokens":16}`))
+		if gerr != nil {
+			b.Fatal(gerr)
+		}
+	}
+	w := httptest.NewRecorder()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		p, err := s.identity.Authenticate(ctx, tn.alice)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p}
+		req := bodies[i%len(bodies)]
+		if gerr := s.admit(ctx, w, x, model, func() int64 { return tokens.Chat(req.Messages, nil) }, req.MaxTokens); gerr != nil {
+			b.Fatal(gerr)
+		}
+		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16
+		s.release(x)
+	}
+}

@@ -4,8 +4,9 @@ import "net/http"
 
 // Readiness is the /ready answer: which models can serve right now.
 type Readiness struct {
-	Status string       `json:"status" enum:"ready,degraded,unavailable" doc:"ready: every model has a healthy provider; degraded: some have none; unavailable: none has."`
+	Status string       `json:"status" enum:"ready,degraded,unavailable" doc:"ready: every model has a healthy provider and limits are enforced as configured; degraded: some models have none, or limits run per replica; unavailable: no model can serve, or limits cannot be checked."`
 	Models []ModelReady `json:"models"`
+	Limits string       `json:"limits" enum:"ok,per_replica,unavailable" doc:"Rate limits and budgets: ok; per_replica while Redis is unreachable and limits.on_redis_down is local; unavailable while it is unreachable and fail_closed."`
 }
 
 // ModelReady is one model's provider health.
@@ -31,14 +32,27 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Models = append(out.Models, ModelReady{ID: m.Name, HealthyProviders: h, Providers: len(m.Providers)})
 	}
+	out.Limits = s.limitsState()
 	status := http.StatusOK
 	switch {
-	case ready == len(s.models.Models):
-		out.Status = "ready"
-	case ready > 0:
+	case ready == 0 || out.Limits == "unavailable":
+		out.Status, status = "unavailable", http.StatusServiceUnavailable
+	case ready < len(s.models.Models) || out.Limits != "ok":
 		out.Status = "degraded"
 	default:
-		out.Status, status = "unavailable", http.StatusServiceUnavailable
+		out.Status = "ready"
 	}
 	writeJSON(w, status, out)
+}
+
+// limitsState is the quota backend's state, for /ready and /metrics.
+func (s *Server) limitsState() string {
+	switch {
+	case s.health == nil || s.health.Healthy():
+		return "ok"
+	case s.health.Degraded():
+		return "per_replica"
+	default:
+		return "unavailable"
+	}
 }

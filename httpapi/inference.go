@@ -13,6 +13,7 @@ import (
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
 )
 
@@ -22,22 +23,29 @@ const maxUpstreamBody = 64 << 20
 type decoder func(body []byte) (*openai.Request, *guichet.Error)
 
 func (s *Server) handleChat() http.Handler {
-	return s.inference(guichet.EndpointChat, openai.DecodeChat)
+	return s.inference(guichet.EndpointChat, openai.DecodeChat, func(r *openai.Request) int64 {
+		return tokens.Chat(r.Messages, r.Object.Get("tools"))
+	})
 }
 
 func (s *Server) handleCompletions() http.Handler {
-	return s.inference(guichet.EndpointCompletions, openai.DecodeCompletion)
+	return s.inference(guichet.EndpointCompletions, openai.DecodeCompletion, func(r *openai.Request) int64 {
+		return tokens.Input(r.Object.Get("prompt"))
+	})
 }
 
 func (s *Server) handleEmbeddings() http.Handler {
-	return s.inference(guichet.EndpointEmbeddings, openai.DecodeEmbeddings)
+	return s.inference(guichet.EndpointEmbeddings, openai.DecodeEmbeddings, func(r *openai.Request) int64 {
+		return tokens.Input(r.Object.Get("input"))
+	})
 }
 
 // inference serves the JSON endpoints that proxy to an OpenAI-compatible
-// path: decode once, resolve the model, send with retries, relay.
-func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handler {
+// path: decode once, resolve the model, admit, send with retries, relay.
+// count estimates the request's input tokens, for limits and budgets.
+func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func(*openai.Request) int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := s.begin(w, endpoint)
+		x := s.begin(w, r, endpoint)
 		body, gerr := s.readBody(w, r)
 		if gerr != nil {
 			s.fail(w, x, gerr)
@@ -50,6 +58,10 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder) http.Handl
 		}
 		model, gerr := s.resolve(x, req.Model)
 		if gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		if gerr := s.admit(r.Context(), w, x, model, func() int64 { return count(req) }, req.MaxTokens); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
@@ -206,10 +218,13 @@ type exchange struct {
 	usage    openai.TokenUsage
 	provider string
 	attempts int
+
+	principal *guichet.Principal
+	admission *admission // what settle gives back to the quota
 }
 
-func (s *Server) begin(w http.ResponseWriter, e guichet.Endpoint) *exchange {
-	return &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now()}
+func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {
+	return &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r)}
 }
 
 // upstreamRequest builds the request to provider p, carrying the request

@@ -1,15 +1,17 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"github.com/guichet/guichet"
 )
 
 // requestIDs are a random per-process prefix and a counter: unique, cheap.
@@ -51,8 +53,9 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// authenticate checks the bearer key. In this version the only key is the
-// master key; it is compared by hash, in constant time, and never logged.
+// authenticate is the authenticate step: the bearer key becomes a
+// Principal, from the directory's memory (no database round trip in steady
+// state). The key itself is never logged.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
@@ -65,9 +68,33 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, errorf(http.StatusUnauthorized, "invalid_authentication_scheme", "the Authorization header must be: Bearer <your key>"))
 			return
 		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(key)))
-		if subtle.ConstantTimeCompare(sum[:], s.keyHash[:]) != 1 {
-			writeError(w, errorf(http.StatusUnauthorized, "invalid_api_key", "invalid API key"))
+		p, err := s.identity.Authenticate(r.Context(), strings.TrimSpace(key))
+		if err != nil {
+			writeError(w, asError(err))
+			return
+		}
+		// An expired account may still read its own info (to learn why).
+		if p.User.Expired(time.Now()) && !(r.Method == http.MethodGet && r.URL.Path == "/v1/me/info") {
+			writeError(w, errorf(http.StatusForbidden, "account_expired", "this account expired on %s: ask your administrator to extend it", p.User.Expires.UTC().Format(time.RFC3339)))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+type principalKey struct{}
+
+// principal is the caller, set by authenticate.
+func principal(r *http.Request) *guichet.Principal {
+	p, _ := r.Context().Value(principalKey{}).(*guichet.Principal)
+	return p
+}
+
+// require lets through only callers whose role grants perm.
+func require(perm guichet.Permission, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := principal(r); p == nil || !p.Role.Has(perm) {
+			writeError(w, errorf(http.StatusForbidden, "permission_denied", "this needs the %s permission, which your role does not have", perm))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -36,17 +36,31 @@ func modelObject(m *routing.Model) Model {
 	return out
 }
 
+// handleModels lists only the models the caller's role may use.
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	list := ModelList{Object: "list", Data: make([]Model, 0, len(s.models.Models))}
 	for _, m := range s.models.Models {
-		list.Data = append(list.Data, modelObject(m))
+		if visible(p, m) {
+			list.Data = append(list.Data, modelObject(m))
+		}
 	}
 	writeJSON(w, http.StatusOK, list)
 }
 
+// visible reports whether p's role reaches model m at all (a model a role
+// has no limit entry for does not exist for it, as in OpenGateLLM).
+func visible(p *guichet.Principal, m *routing.Model) bool {
+	if p == nil || p.Master {
+		return true
+	}
+	_, ok := p.Role.ModelLimits(m.Name)
+	return ok
+}
+
 func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 	m := s.models.Lookup(r.PathValue("model"))
-	if m == nil {
+	if m == nil || !visible(principal(r), m) {
 		writeError(w, modelNotFound(r.PathValue("model")))
 		return
 	}
@@ -63,7 +77,7 @@ func (s *Server) resolve(x *exchange, name string) (*routing.Model, *guichet.Err
 	e := x.endpoint
 	x.model = name
 	m := s.models.Lookup(name)
-	if m == nil {
+	if m == nil || !visible(x.principal, m) {
 		return nil, modelNotFound(name)
 	}
 	if !e.Accepts(m.Type) {

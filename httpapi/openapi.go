@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -84,6 +85,9 @@ type operation struct {
 	response                   any
 	responseTypes              []string
 	public                     bool
+	status                     int      // success status; default 200
+	query                      []string // query parameters
+	permission                 string   // the permission the endpoint needs, if any
 }
 
 var operations = []operation{
@@ -97,6 +101,45 @@ var operations = []operation{
 	{method: "POST", path: "/v1/embeddings", summary: "Embeddings, as float lists or base64.", tag: "inference", request: EmbeddingRequest{}, response: anyJSON{}},
 	{method: "POST", path: "/v1/rerank", summary: "Rank documents against a query.", tag: "inference", request: RerankRequest{}, response: RerankResponse{}},
 	{method: "POST", path: "/v1/audio/transcriptions", summary: "Transcribe an audio file.", tag: "inference", request: TranscriptionForm{}, requestType: "multipart/form-data", response: anyJSON{}, responseTypes: []string{"application/json", "text/plain"}},
+
+	{method: "GET", path: "/v1/me/info", summary: "Who you are: your role's permissions and limits, your budget.", tag: "me", response: UserInfo{}},
+	{method: "PATCH", path: "/v1/me/info", summary: "Change your name or email.", tag: "me", request: MeRequest{}, response: UserInfo{}},
+	{method: "POST", path: "/v1/me/keys", summary: "Create an API key for yourself; the key is shown once.", tag: "me", request: TokenRequest{}, response: CreatedToken{}, status: 201},
+	{method: "GET", path: "/v1/me/keys", summary: "Your API keys (prefixes only).", tag: "me", response: List[Key]{}, query: pageQuery},
+	{method: "GET", path: "/v1/me/keys/{id}", summary: "One of your API keys.", tag: "me", response: Key{}},
+	{method: "DELETE", path: "/v1/me/keys/{id}", summary: "Revoke one of your API keys (every replica within a second).", tag: "me", status: 204},
+}
+
+var pageQuery = []string{"offset", "limit", "order_by", "order_direction"}
+
+func init() {
+	type resource struct {
+		path, name        string
+		request, response any
+		list              any
+		filters           []string
+		patch             bool
+	}
+	for _, r := range []resource{
+		{"/v1/admin/organizations", "organization", OrganizationRequest{}, Organization{}, List[Organization]{}, nil, true},
+		{"/v1/admin/roles", "role", RoleRequest{}, Role{}, List[Role]{}, nil, true},
+		{"/v1/admin/users", "user", UserRequest{}, User{}, List[User]{}, []string{"role", "organization", "email"}, true},
+		{"/v1/admin/tokens", "token (API key)", TokenRequest{}, CreatedToken{}, List[Token]{}, []string{"user"}, false},
+	} {
+		one := r.response
+		if r.name == "token (API key)" {
+			one = Token{}
+		}
+		operations = append(operations,
+			operation{method: "POST", path: r.path, summary: "Create a " + r.name + ".", tag: "admin", request: r.request, response: r.response, status: 201, permission: "admin"},
+			operation{method: "GET", path: r.path, summary: "List " + r.name + "s.", tag: "admin", response: r.list, query: append(append([]string{}, pageQuery...), r.filters...), permission: "admin"},
+			operation{method: "GET", path: r.path + "/{id}", summary: "One " + r.name + ".", tag: "admin", response: one, permission: "admin"},
+			operation{method: "DELETE", path: r.path + "/{id}", summary: "Delete a " + r.name + ".", tag: "admin", status: 204, permission: "admin"},
+		)
+		if r.patch {
+			operations = append(operations, operation{method: "PATCH", path: r.path + "/{id}", summary: "Change a " + r.name + "; absent fields are left alone.", tag: "admin", request: r.request, response: r.response, permission: "admin"})
+		}
+	}
 }
 
 // openAPIDocument builds the OpenAPI 3.1 description from the Go types.
@@ -138,6 +181,21 @@ func openAPIDocument() ([]byte, error) {
 		if op.path == "/v1/models/{model}" {
 			o.Parameters = []*huma.Param{{Name: "model", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}}
 		}
+		if strings.HasSuffix(op.path, "/{id}") {
+			o.Parameters = []*huma.Param{{Name: "id", In: "path", Required: true, Schema: &huma.Schema{Type: "integer"}}}
+			o.Responses["404"] = &huma.Response{Description: "Not found (also for objects you may not see).", Content: map[string]*huma.MediaType{"application/json": {Schema: errSchema}}}
+		}
+		for _, q := range op.query {
+			typ := "string"
+			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" {
+				typ = "integer"
+			}
+			o.Parameters = append(o.Parameters, &huma.Param{Name: q, In: "query", Schema: &huma.Schema{Type: typ}})
+		}
+		if op.permission != "" {
+			o.Description = "Needs the " + op.permission + " permission."
+			o.Responses["403"] = &huma.Response{Description: "Your role lacks the permission.", Content: map[string]*huma.MediaType{"application/json": {Schema: errSchema}}}
+		}
 		if op.request != nil {
 			ct := op.requestType
 			if ct == "" {
@@ -148,7 +206,13 @@ func openAPIDocument() ([]byte, error) {
 				s.AdditionalProperties = true
 			}
 			o.RequestBody = &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{ct: {Schema: schema}}}
-			for _, code := range []string{"400", "404", "413", "422", "502", "503", "504"} {
+			codes := []string{"400", "404", "413", "422", "502", "503", "504"}
+			if op.tag == "inference" {
+				codes = append(codes, "402", "403", "429")
+			} else {
+				codes = []string{"400", "409", "413", "422"}
+			}
+			for _, code := range codes {
 				o.Responses[code] = &huma.Response{Description: http.StatusText(atoi(code)), Content: map[string]*huma.MediaType{"application/json": {Schema: errSchema}}}
 			}
 		}
@@ -169,12 +233,23 @@ func openAPIDocument() ([]byte, error) {
 				ok.Content[t] = mt
 			}
 		}
-		o.Responses["200"] = ok
+		status := op.status
+		if status == 0 {
+			status = 200
+		}
+		if status == http.StatusNoContent {
+			ok.Description = "Done."
+		}
+		o.Responses[strconv.Itoa(status)] = ok
 		switch op.method {
 		case "GET":
 			item.Get = o
 		case "POST":
 			item.Post = o
+		case "PATCH":
+			item.Patch = o
+		case "DELETE":
+			item.Delete = o
 		}
 	}
 	return json.Marshal(doc)

@@ -10,6 +10,7 @@ import (
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
 )
 
@@ -52,7 +53,7 @@ type legacyResult struct {
 // rerank API: TEI's /rerank {query, texts}, vLLM's /v1/rerank.
 func (s *Server) handleRerank() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := s.begin(w, guichet.EndpointRerank)
+		x := s.begin(w, r, guichet.EndpointRerank)
 		body, gerr := s.readBody(w, r)
 		if gerr != nil {
 			s.fail(w, x, gerr)
@@ -65,6 +66,17 @@ func (s *Server) handleRerank() http.Handler {
 		}
 		model, gerr := s.resolve(x, req.Model)
 		if gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		estimate := func() int64 {
+			n := tokens.Text(req.Query)
+			for _, d := range req.Documents {
+				n += tokens.Text(d)
+			}
+			return n
+		}
+		if gerr := s.admit(r.Context(), w, x, model, estimate, 0); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

@@ -1,6 +1,10 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/guichet/guichet"
+)
 
 // routes is the one list of guichet's endpoints.
 func (s *Server) routes() http.Handler {
@@ -13,7 +17,7 @@ func (s *Server) routes() http.Handler {
 	public("GET /openapi.json", s.handleOpenAPI())
 	public("GET /docs", handleDocs())
 	public("GET /docs/", handleDocs())
-	private("GET /metrics", s.metrics.Handler())
+	private("GET /metrics", require(guichet.PermReadMetric, s.metrics.Handler()))
 
 	private("GET /v1/models", http.HandlerFunc(s.handleModels))
 	private("GET /v1/models/{model...}", http.HandlerFunc(s.handleModel))
@@ -22,6 +26,34 @@ func (s *Server) routes() http.Handler {
 	private("POST /v1/embeddings", s.handleEmbeddings())
 	private("POST /v1/rerank", s.handleRerank())
 	private("POST /v1/audio/transcriptions", s.handleTranscription())
+
+	private("GET /v1/me/info", http.HandlerFunc(s.meInfo))
+	private("PATCH /v1/me/info", http.HandlerFunc(s.patchMe))
+	private("POST /v1/me/keys", http.HandlerFunc(s.createMyKey))
+	private("GET /v1/me/keys", http.HandlerFunc(s.listMyKeys))
+	private("GET /v1/me/keys/{id}", http.HandlerFunc(s.getMyKey))
+	private("DELETE /v1/me/keys/{id}", http.HandlerFunc(s.deleteMyKey))
+
+	admin := func(pattern string, h http.HandlerFunc) { private(pattern, require(guichet.PermAdmin, h)) }
+	admin("POST /v1/admin/organizations", s.createOrganization)
+	admin("GET /v1/admin/organizations", s.listOrganizations)
+	admin("GET /v1/admin/organizations/{id}", s.getOrganization)
+	admin("PATCH /v1/admin/organizations/{id}", s.patchOrganization)
+	admin("DELETE /v1/admin/organizations/{id}", s.deleteOrganization)
+	admin("POST /v1/admin/roles", s.createRole)
+	admin("GET /v1/admin/roles", s.listRoles)
+	admin("GET /v1/admin/roles/{id}", s.getRole)
+	admin("PATCH /v1/admin/roles/{id}", s.patchRole)
+	admin("DELETE /v1/admin/roles/{id}", s.deleteRole)
+	admin("POST /v1/admin/users", s.createUser)
+	admin("GET /v1/admin/users", s.listUsers)
+	admin("GET /v1/admin/users/{id}", s.getUser)
+	admin("PATCH /v1/admin/users/{id}", s.patchUser)
+	admin("DELETE /v1/admin/users/{id}", s.deleteUser)
+	admin("POST /v1/admin/tokens", s.createToken)
+	admin("GET /v1/admin/tokens", s.listTokens)
+	admin("GET /v1/admin/tokens/{id}", s.getToken)
+	admin("DELETE /v1/admin/tokens/{id}", s.deleteToken)
 
 	mux.Handle("/", s.authenticate(http.HandlerFunc(notFound)))
 	return s.requestID(s.recoverPanics(mux))

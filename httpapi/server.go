@@ -6,13 +6,17 @@
 package httpapi
 
 import (
-	"crypto/sha256"
+	"context"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
+	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/config"
+	"github.com/guichet/guichet/identity"
 	"github.com/guichet/guichet/metrics"
+	"github.com/guichet/guichet/quota"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/upstream"
 )
@@ -23,33 +27,81 @@ type Server struct {
 	models   *routing.Registry
 	metrics  *metrics.Metrics
 	log      *slog.Logger
-	keyHash  [sha256.Size]byte
+	identity *identity.Directory
+	store    guichet.IdentityStore // changes go through it to reach every cache
+	quota    guichet.Quota
+	health   QuotaHealth
 	inflight atomic.Int64
 	handler  http.Handler
+	spend    *spender
+	stop     context.CancelFunc
 }
 
 // Options are the Server's dependencies.
 type Options struct {
-	Config    *config.Config
-	Models    *routing.Registry
-	Logger    *slog.Logger
-	MasterKey string // only its hash is kept
+	Config *config.Config
+	Models *routing.Registry
+	Logger *slog.Logger
+	// Identity authenticates keys; nil: only MasterKey is accepted.
+	Identity  *identity.Directory
+	MasterKey string // used only when Identity is nil; only its hash is kept
+	// Quota admits requests against limits and budgets (default: in process).
+	Quota guichet.Quota
+	// QuotaHealth reports the quota backend's state for /ready and metrics.
+	QuotaHealth QuotaHealth
+}
+
+// QuotaHealth is what /ready and /metrics say of the quota backend.
+type QuotaHealth interface {
+	Healthy() bool  // admissions are decided by the configured backend
+	Degraded() bool // per-replica limits stand in for an unreachable Redis
 }
 
 // NewServer builds the API handler.
 func NewServer(o Options) *Server {
 	s := &Server{
-		cfg:     o.Config,
-		models:  o.Models,
-		log:     o.Logger,
-		keyHash: sha256.Sum256([]byte(o.MasterKey)),
+		cfg:      o.Config,
+		models:   o.Models,
+		log:      o.Logger,
+		identity: o.Identity,
+		quota:    o.Quota,
+		health:   o.QuotaHealth,
 	}
-	s.metrics = metrics.New(func() float64 { return float64(s.inflight.Load()) })
+	if s.identity == nil {
+		s.identity = identity.NewDirectory(nil, o.MasterKey, o.Logger)
+	}
+	s.store = s.identity.Store()
+	if s.store != nil {
+		var ctx context.Context
+		ctx, s.stop = context.WithCancel(context.Background())
+		s.spend = newSpender(s.store, s.log)
+		go s.spend.run(ctx)
+	}
+	if s.quota == nil {
+		s.quota = quota.NewMemory(nil)
+	}
+	s.metrics = metrics.New(func() float64 { return float64(s.inflight.Load()) }, func() float64 {
+		if s.limitsState() == "ok" {
+			return 1
+		}
+		return 0
+	})
 	s.models.Observe(func(p *upstream.Provider, outcome string) {
 		s.metrics.Attempts.WithLabelValues(p.ID, outcome).Inc()
 	})
 	s.handler = s.routes()
 	return s
+}
+
+// Close writes what is pending (budget spends) to the store; call it once
+// the HTTP server has shut down.
+func (s *Server) Close() {
+	if s.stop != nil {
+		s.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.spend.flush(ctx)
+	}
 }
 
 // Metrics exposes the collectors (for provider health updates).

@@ -1,17 +1,22 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/config"
+	"github.com/guichet/guichet/identity"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/sqlite"
 )
 
 const key = "sk-test-0123456789abcdef0123456789abcdef"
@@ -20,12 +25,28 @@ const key = "sk-test-0123456789abcdef0123456789abcdef"
 // are not probed: they count as healthy until requests fail.
 func serverFor(t testing.TB, yaml string) *Server {
 	t.Helper()
+	return serverWith(t, yaml, nil)
+}
+
+// serverWith is serverFor with the identity store wrapped by wrap.
+func serverWith(t testing.TB, yaml string, wrap func(guichet.IdentityStore) guichet.IdentityStore) *Server {
+	t.Helper()
 	cfg, err := config.Parse("t.yml", []byte(yaml), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Server.DataDir = t.TempDir()
-	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MasterKey: key})
+	store, err := sqlite.Open(context.Background(), filepath.Join(cfg.Server.DataDir, "guichet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	var ids guichet.IdentityStore = store
+	if wrap != nil {
+		ids = wrap(store)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: log, Identity: identity.NewDirectory(ids, key, log)})
 }
 
 // newTestServer has unreachable providers and small size limits.
@@ -80,9 +101,8 @@ func TestSizeLimits(t *testing.T) {
 	if w := do(s, "POST", "/v1/audio/transcriptions", form, "multipart/form-data; boundary=b"); w.Code != 413 || !strings.Contains(w.Body.String(), "2048 bytes") {
 		t.Errorf("big upload: %d %s", w.Code, w.Body)
 	}
-	entries, _ := os.ReadDir(s.cfg.Server.DataDir)
-	if len(entries) != 0 {
-		t.Errorf("a rejected upload left %d files behind", len(entries))
+	if spooled, _ := filepath.Glob(filepath.Join(s.cfg.Server.DataDir, "upload-*")); len(spooled) != 0 {
+		t.Errorf("a rejected upload left %d files behind", len(spooled))
 	}
 	if w := do(s, "POST", "/v1/audio/transcriptions", "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nasr\r\n--b--\r\n", "multipart/form-data; boundary=b"); w.Code != 422 || !strings.Contains(w.Body.String(), "file: is required") {
 		t.Errorf("no file: %d %s", w.Code, w.Body)

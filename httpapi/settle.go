@@ -5,9 +5,11 @@ import (
 	"time"
 )
 
-// settle is the last step of a request: metrics now; the usage ledger
-// (its own issue) hooks in here too.
+// settle is the last step of a request: limits and budget settled with
+// what was really used, then metrics; the usage ledger (its own issue)
+// hooks in here too.
 func (s *Server) settle(x *exchange, status int) {
+	s.release(x)
 	model := x.model
 	if s.models.Lookup(model) == nil {
 		model = "" // never a label per unknown name a client made up

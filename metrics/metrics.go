@@ -20,10 +20,12 @@ type Metrics struct {
 	Attempts *prometheus.CounterVec   // provider, outcome
 	Up       *prometheus.GaugeVec     // model, provider
 	Inflight prometheus.GaugeFunc
+	LimitsUp prometheus.GaugeFunc
+	Refusals *prometheus.CounterVec
 }
 
 // New registers guichet's collectors. inflight reports requests in flight.
-func New(inflight func() float64) *Metrics {
+func New(inflight func() float64, limitsUp func() float64) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
@@ -51,7 +53,13 @@ func New(inflight func() float64) *Metrics {
 	m.Inflight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "guichet_requests_in_flight", Help: "Requests being served.",
 	}, inflight)
-	reg.MustRegister(m.Requests, m.Duration, m.TTFT, m.Tokens, m.Attempts, m.Up, m.Inflight,
+	m.LimitsUp = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "guichet_limits_backend_up", Help: "1 while rate limits and budgets are checked by their configured backend (Redis in cluster mode); 0 while it is unreachable (then requests with limits are refused, or limited per replica, as limits.on_redis_down says).",
+	}, limitsUp)
+	m.Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "guichet_admission_refusals_total", Help: "Requests refused at admission, by model and reason (rpm, rpd, tpm, tpd, concurrent, budget, forbidden, unavailable).",
+	}, []string{"model", "reason"})
+	reg.MustRegister(m.Requests, m.Duration, m.TTFT, m.Tokens, m.Attempts, m.Up, m.Inflight, m.LimitsUp, m.Refusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

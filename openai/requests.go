@@ -12,9 +12,12 @@ import (
 // Request is what the gateway needs to know of an inference request; the
 // body itself travels on as Object, rewritten only where it must be.
 type Request struct {
-	Object Object
-	Model  string
-	Stream bool
+	Object   Object
+	Model    string
+	Stream   bool
+	Messages []ChatMessage // chat only
+	// MaxTokens is max_completion_tokens or max_tokens; 0 when absent.
+	MaxTokens int64
 }
 
 // invalid reports a field problem: 422, as OpenGateLLM does.
@@ -65,6 +68,12 @@ func common(body []byte) (*Request, *guichet.Error) {
 		}
 		if json.Unmarshal(raw, &so) != nil {
 			return nil, invalid("stream_options", "must be an object such as {\"include_usage\": true}")
+		}
+	}
+	for _, key := range []string{"max_completion_tokens", "max_tokens"} {
+		var n float64
+		if json.Unmarshal(o.Get(key), &n) == nil && n >= 1 && n <= 1<<30 && r.MaxTokens == 0 {
+			r.MaxTokens = int64(n) // range and type errors are reported by sampling
 		}
 	}
 	return r, nil
@@ -145,6 +154,7 @@ func DecodeChat(body []byte) (*Request, *guichet.Error) {
 	if err := field(o, "messages", &msgs, "a list of messages such as [{\"role\":\"user\",\"content\":\"Hello\"}]"); err != nil {
 		return nil, err
 	}
+	r.Messages = msgs
 	if len(msgs) == 0 {
 		return nil, invalid("messages", "is required and needs at least one message, such as [{\"role\":\"user\",\"content\":\"Hello\"}]")
 	}

@@ -3,6 +3,7 @@
 //
 //	guichet serve [--config FILE] [--listen ADDR] [--data DIR] [--dev]
 //	guichet demo                   the API in front of the bundled simulator
+//	guichet admin COMMAND          roles, users and keys, against the store
 //	guichet config check FILE      validate a configuration, list every problem
 //	guichet version
 package main
@@ -26,6 +27,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], nil)
+	case "admin":
+		return admin(args[1:], os.Stdout)
 	case "demo":
 		return demo(args[1:])
 	case "config":
@@ -54,6 +57,9 @@ Commands:
   serve [--config FILE] [--listen ADDR] [--data DIR] [--dev]
         serve the API (default: the bundled example config, 127.0.0.1:8080, ./data)
   demo  serve the API in front of guichet-sim, the bundled upstream simulator
+  admin [--config FILE] [--data DIR] COMMAND
+        manage roles, users and API keys in the store (guichet admin init
+        creates the first admin and its key); see guichet admin --help
   config check FILE
         validate a configuration file and print every problem with its YAML path
   version

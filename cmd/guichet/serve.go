@@ -20,6 +20,7 @@ import (
 	"github.com/guichet/guichet/config"
 	"github.com/guichet/guichet/httpapi"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
 	"github.com/guichet/guichet/version"
 )
@@ -44,15 +45,9 @@ func serve(args []string, hooks *serveHooks) int {
 	}
 	log := newLogger(*logLevel)
 
-	var cfg *config.Config
-	var err error
-	if *configPath == "" {
-		cfg, err = config.LoadExample()
-		if err == nil {
-			log.Info("no --config given: using the bundled example, whose models are served by guichet-sim (a simulator)")
-		}
-	} else {
-		cfg, err = config.Load(*configPath)
+	cfg, err := loadConfig(*configPath)
+	if err == nil && *configPath == "" {
+		log.Info("no --config given: using the bundled example, whose models are served by guichet-sim (a simulator)")
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "guichet: configuration %s is not valid:\n%v\n", *configPath, err)
@@ -73,15 +68,24 @@ func serve(args []string, hooks *serveHooks) int {
 		fmt.Fprintln(os.Stderr, "guichet: data directory:", err)
 		return 1
 	}
-	if cfg.Storage.Cluster() {
-		log.Warn("storage.postgres/redis are set: this version keeps its (small) state in process; shared storage comes with the identity and ledger features")
-	}
-
-	models := routing.NewRegistry(cfg)
-	api := httpapi.NewServer(httpapi.Options{Config: cfg, Models: models, Logger: log, MasterKey: key})
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	st, err := openState(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guichet:", err)
+		return 1
+	}
+	defer st.Close()
+	q, qh := st.quota(cfg, log)
+	opts := httpapi.Options{Config: cfg, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q}
+	if qh != nil {
+		opts.QuotaHealth = qh
+	}
+	tokens.Warm()
+
+	models := routing.NewRegistry(cfg)
+	opts.Models = models
+	api := httpapi.NewServer(opts)
 	onChange := func(p *upstream.Provider) {
 		up := 0.0
 		if p.Healthy() {
@@ -106,7 +110,7 @@ func serve(args []string, hooks *serveHooks) int {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	log.Info("guichet serving", "version", version.Version, "listen", "http://"+ln.Addr().String(), "models", len(models.Models), "config", cfg.Format)
+	log.Info("guichet serving", "version", version.Version, "listen", "http://"+ln.Addr().String(), "models", len(models.Models), "config", cfg.Format, "storage", st.mode)
 	if hooks != nil && hooks.listening != nil {
 		hooks.listening(ln.Addr().String(), key)
 	}
@@ -124,7 +128,16 @@ func serve(args []string, hooks *serveHooks) int {
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("shutdown", "err", err)
 	}
+	api.Close()
 	return 0
+}
+
+// loadConfig loads path, or the bundled example when path is empty.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.LoadExample()
+	}
+	return config.Load(path)
 }
 
 // masterKey reads GUICHET_MASTER_KEY (or OpenGateLLM's auth_master_key).

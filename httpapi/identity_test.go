@@ -1,0 +1,361 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/sim"
+)
+
+// tenancy is a server in front of a simulator, with two ordinary users
+// (alice, bob) on a limited role, an admin user, an expired user and a
+// revoked key, all made through the admin API.
+type tenancy struct {
+	t                                    testing.TB
+	s                                    *Server
+	admin, alice, bob, expired, revoked  string // API keys
+	aliceID, bobID, aliceKeyID, bobKeyID int64
+	userRole, adminRole                  int64
+}
+
+func newTenancy(t testing.TB, roleLimits string) *tenancy {
+	return newTenancyWith(t, roleLimits, nil)
+}
+
+func newTenancyWith(t testing.TB, roleLimits string, wrap func(guichet.IdentityStore) guichet.IdentityStore) *tenancy {
+	up := httptest.NewServer(sim.New(sim.Config{Models: []string{"m", "e"}, OutputTokens: 8}))
+	t.Cleanup(up.Close)
+	s := serverWith(t, `
+models:
+  - name: chat
+    type: text-generation
+    costs: {prompt_tokens: 1000, completion_tokens: 2000}
+    providers: [{type: vllm, url: "`+up.URL+`", model_name: m}]
+  - name: hidden
+    type: text-generation
+    providers: [{type: vllm, url: "`+up.URL+`", model_name: m}]
+`, wrap)
+	tn := &tenancy{t: t, s: s}
+	tn.adminRole = tn.id(tn.call(key, "POST", "/v1/admin/roles", `{"name":"admins","permissions":["admin"],"limits":[{"model":"*","type":"rpm","value":null}]}`, 201))
+	tn.userRole = tn.id(tn.call(key, "POST", "/v1/admin/roles", `{"name":"users","permissions":[],"limits":`+roleLimits+`}`, 201))
+	mk := func(email string, role int64) (int64, string, int64) {
+		uid := tn.id(tn.call(key, "POST", "/v1/admin/users", fmt.Sprintf(`{"email":%q,"role":%d}`, email, role), 201))
+		var tok CreatedToken
+		json.Unmarshal(tn.call(key, "POST", "/v1/admin/tokens", fmt.Sprintf(`{"name":"k","user":%d}`, uid), 201), &tok)
+		return uid, tok.Token, tok.ID
+	}
+	_, tn.admin, _ = mk("root@example.org", tn.adminRole)
+	tn.aliceID, tn.alice, tn.aliceKeyID = mk("alice@example.org", tn.userRole)
+	tn.bobID, tn.bob, tn.bobKeyID = mk("bob@example.org", tn.userRole)
+	expiredID, expiredKey, _ := mk("old@example.org", tn.userRole)
+	tn.expired = expiredKey
+	u, _ := s.store.User(context.Background(), expiredID)
+	past := time.Now().Add(-time.Hour)
+	u.Expires = &past
+	if err := s.store.UpdateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	_, revokedKey, revokedID := mk("gone@example.org", tn.userRole)
+	tn.call(revokedKey, "GET", "/v1/me/info", "", 200) // cached before its revocation
+	tn.call(key, "DELETE", fmt.Sprintf("/v1/admin/tokens/%d", revokedID), "", 204)
+	tn.revoked = revokedKey
+	return tn
+}
+
+func (tn *tenancy) do(apiKey, method, path, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	w := httptest.NewRecorder()
+	tn.s.ServeHTTP(w, req)
+	return w
+}
+
+func (tn *tenancy) call(apiKey, method, path, body string, want int) []byte {
+	tn.t.Helper()
+	w := tn.do(apiKey, method, path, body)
+	if w.Code != want {
+		tn.t.Fatalf("%s %s: status %d, want %d: %s", method, path, w.Code, want, w.Body)
+	}
+	return w.Body.Bytes()
+}
+
+func (tn *tenancy) id(body []byte) int64 {
+	var v struct{ ID int64 }
+	if err := json.Unmarshal(body, &v); err != nil || v.ID == 0 {
+		tn.t.Fatalf("no id in %s", body)
+	}
+	return v.ID
+}
+
+const chatBody = `{"model":"chat","messages":[{"role":"user","content":"hello"}],"max_tokens":8}`
+
+func TestAuthorizationMatrix(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":null}]`)
+	aliceKey := fmt.Sprintf("/v1/me/keys/%d", tn.aliceKeyID)
+	callers := []struct {
+		name string
+		key  string
+	}{{"master", key}, {"admin", tn.admin}, {"alice", tn.alice}, {"bob", tn.bob}, {"expired", tn.expired}, {"revoked", tn.revoked}, {"none", ""}}
+	// want[i] is the status for callers[i].
+	cases := []struct {
+		method, path, body string
+		want               [7]int
+	}{
+		{"GET", "/v1/models", "", [7]int{200, 200, 200, 200, 403, 401, 401}},
+		{"GET", "/v1/models/chat", "", [7]int{200, 200, 200, 200, 403, 401, 401}},
+		{"GET", "/v1/models/hidden", "", [7]int{200, 200, 404, 404, 403, 401, 401}},
+		{"POST", "/v1/chat/completions", chatBody, [7]int{200, 200, 200, 200, 403, 401, 401}},
+		{"POST", "/v1/chat/completions", strings.Replace(chatBody, `"chat"`, `"hidden"`, 1), [7]int{200, 200, 404, 404, 403, 401, 401}},
+		{"GET", "/v1/me/info", "", [7]int{200, 200, 200, 200, 200, 401, 401}},
+		{"PATCH", "/v1/me/info", `{"name":"x"}`, [7]int{400, 200, 200, 200, 403, 401, 401}},
+		{"GET", "/v1/me/keys", "", [7]int{400, 200, 200, 200, 403, 401, 401}},
+		{"GET", aliceKey, "", [7]int{400, 404, 200, 404, 403, 401, 401}},
+		{"DELETE", aliceKey, "", [7]int{400, 404, 999, 404, 403, 401, 401}}, // 999: not tried, it would revoke alice's key
+		{"GET", "/metrics", "", [7]int{200, 200, 403, 403, 403, 401, 401}},
+		{"GET", "/v1/admin/users", "", [7]int{200, 200, 403, 403, 403, 401, 401}},
+		{"GET", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), "", [7]int{200, 200, 403, 403, 403, 401, 401}},
+		{"POST", "/v1/admin/roles", `{"name":"r"}`, [7]int{201, 409, 403, 403, 403, 401, 401}},
+		{"GET", "/v1/admin/roles", "", [7]int{200, 200, 403, 403, 403, 401, 401}},
+		{"GET", "/v1/admin/organizations", "", [7]int{200, 200, 403, 403, 403, 401, 401}},
+		{"GET", "/v1/admin/tokens", "", [7]int{200, 200, 403, 403, 403, 401, 401}},
+		{"DELETE", fmt.Sprintf("/v1/admin/tokens/%d", tn.bobKeyID), "", [7]int{999, 999, 403, 403, 403, 401, 401}},
+	}
+	for _, c := range cases {
+		for i, who := range callers {
+			want := c.want[i]
+			if want == 999 {
+				continue
+			}
+			if w := tn.do(who.key, c.method, c.path, c.body); w.Code != want {
+				t.Errorf("%s %s as %s: status %d, want %d: %s", c.method, c.path, who.name, w.Code, want, strings.TrimSpace(w.Body.String()))
+			}
+		}
+	}
+	// The one case left out above, last: alice may delete her own key.
+	tn.call(tn.alice, "DELETE", aliceKey, "", 204)
+	tn.call(tn.alice, "GET", "/v1/models", "", 401)
+}
+
+func TestModelsListOnlyWhatTheRoleReaches(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":null}]`)
+	var list ModelList
+	json.Unmarshal(tn.call(tn.alice, "GET", "/v1/models", "", 200), &list)
+	if len(list.Data) != 1 || list.Data[0].ID != "chat" {
+		t.Fatalf("alice sees %+v, want only chat", list.Data)
+	}
+	json.Unmarshal(tn.call(tn.admin, "GET", "/v1/models", "", 200), &list)
+	if len(list.Data) != 2 {
+		t.Fatalf("admin (limits on *) sees %d models, want 2", len(list.Data))
+	}
+}
+
+func TestForbiddenModelIs403(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":0}]`)
+	w := tn.do(tn.alice, "POST", "/v1/chat/completions", chatBody)
+	if w.Code != 403 || !strings.Contains(w.Body.String(), `model \"chat\"`) {
+		t.Fatalf("status %d %s", w.Code, w.Body)
+	}
+}
+
+func TestRequestLimitSays429WithHeaders(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":3},{"model":"chat","type":"tpm","value":1000}]`)
+	for i := 0; i < 3; i++ {
+		w := tn.do(tn.alice, "POST", "/v1/chat/completions", chatBody)
+		if w.Code != 200 {
+			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+		}
+		if got := w.Header().Get("X-RateLimit-Remaining-Requests"); got != fmt.Sprint(2-i) {
+			t.Errorf("request %d: remaining requests %q, want %d", i, got, 2-i)
+		}
+		if w.Header().Get("X-RateLimit-Limit-Tokens") != "1000" || w.Header().Get("X-RateLimit-Remaining-Tokens") == "" {
+			t.Errorf("token headers: %v", w.Header())
+		}
+	}
+	w := tn.do(tn.alice, "POST", "/v1/chat/completions", chatBody)
+	if w.Code != 429 {
+		t.Fatalf("4th request: %d %s", w.Code, w.Body)
+	}
+	ra := w.Header().Get("Retry-After")
+	if ra == "" || ra == "0" || w.Header().Get("X-RateLimit-Remaining-Requests") != "0" {
+		t.Errorf("429 headers: %v", w.Header())
+	}
+	if msg := w.Body.String(); !strings.Contains(msg, "3 requests per minute") || !strings.Contains(msg, `model \"chat\"`) {
+		t.Errorf("429 message does not say which limit and model: %s", msg)
+	}
+	// Limits are per user: bob is untouched.
+	tn.call(tn.bob, "POST", "/v1/chat/completions", chatBody, 200)
+}
+
+func TestTokenLimitCountsInput(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"tpm","value":50}]`)
+	long := `{"model":"chat","messages":[{"role":"user","content":"` + strings.Repeat("word ", 100) + `"}]}`
+	w := tn.do(tn.alice, "POST", "/v1/chat/completions", long)
+	if w.Code != 429 || !strings.Contains(w.Body.String(), "shorten it") {
+		t.Fatalf("a request over the whole token limit: %d %s", w.Code, w.Body)
+	}
+	tn.call(tn.alice, "POST", "/v1/chat/completions", chatBody, 200)
+}
+
+func TestBudgetRefusesWith402AndIsSpent(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":null}]`)
+	// chat costs 1000 per million prompt tokens, 2000 per million
+	// completion tokens: a request of ~10 prompt + 8 completion tokens
+	// costs about 0.026; max_tokens 8 reserves about the same.
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), `{"budget":0.05}`, 200)
+	tn.call(tn.alice, "POST", "/v1/chat/completions", chatBody, 200)
+	var info UserInfo
+	json.Unmarshal(tn.call(tn.alice, "GET", "/v1/me/info", "", 200), &info)
+	if info.Budget == nil || *info.Budget >= 0.05 || *info.Budget <= 0 {
+		t.Fatalf("budget after one request: %v, want between 0 and 0.05", info.Budget)
+	}
+	spent := 0.05 - *info.Budget
+	n := 1
+	for ; n < 10; n++ {
+		w := tn.do(tn.alice, "POST", "/v1/chat/completions", chatBody)
+		if w.Code == 402 {
+			if !strings.Contains(w.Body.String(), "budget") {
+				t.Errorf("402 message: %s", w.Body)
+			}
+			break
+		}
+		if w.Code != 200 {
+			t.Fatalf("status %d %s", w.Code, w.Body)
+		}
+	}
+	if n == 10 {
+		t.Fatal("the budget never ran out")
+	}
+	json.Unmarshal(tn.call(tn.alice, "GET", "/v1/me/info", "", 200), &info)
+	if *info.Budget < 0 || *info.Budget > spent {
+		t.Fatalf("left %v after %d requests of %v each: the last one should not fit", *info.Budget, n, spent)
+	}
+	// Topping up works at once.
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), `{"budget":1}`, 200)
+	tn.call(tn.alice, "POST", "/v1/chat/completions", chatBody, 200)
+}
+
+func TestUsersSeeOnlyTheirOwnKeys(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":null}]`)
+	var created CreatedToken
+	json.Unmarshal(tn.call(tn.alice, "POST", "/v1/me/keys", `{"name":"laptop"}`, 201), &created)
+	if !strings.HasPrefix(created.Token, "sk-") {
+		t.Fatalf("created key %q", created.Token)
+	}
+	tn.call(created.Token, "GET", "/v1/me/info", "", 200)
+	var keys List[Key]
+	json.Unmarshal(tn.call(tn.bob, "GET", "/v1/me/keys", "", 200), &keys)
+	for _, k := range keys.Data {
+		if k.ID == created.ID || k.ID == tn.aliceKeyID {
+			t.Fatalf("bob lists alice's key %d", k.ID)
+		}
+		if len(k.Token) > 15 {
+			t.Fatalf("a list shows more than the key's prefix: %q", k.Token)
+		}
+	}
+	tn.call(tn.bob, "DELETE", fmt.Sprintf("/v1/me/keys/%d", created.ID), "", 404)
+	tn.call(created.Token, "GET", "/v1/me/info", "", 200) // still valid
+}
+
+func TestAdminValidation(t *testing.T) {
+	tn := newTenancy(t, `[]`)
+	for _, c := range []struct{ path, body, want string }{
+		{"/v1/admin/roles", `{"name":"x","limits":[{"model":"nope","type":"rpm","value":1}]}`, `no model is named \"nope\"`},
+		{"/v1/admin/roles", `{"name":"x","limits":[{"model":"chat","type":"rph","value":1}]}`, "rpm, rpd, tpm, tpd or concurrent"},
+		{"/v1/admin/roles", `{"name":"x","permissions":["root"]}`, "is not a permission"},
+		{"/v1/admin/roles", `{"name":"x","colour":"red"}`, `unknown field \"colour\"`},
+		{"/v1/admin/users", `{"email":"nobody","role":1}`, "email must be an address"},
+		{"/v1/admin/users", `{"email":"a@b.c","role":999}`, "no role has id 999"},
+		{"/v1/admin/users", `{"email":"a@b.c","role":1,"expires":1}`, "must be in the future"},
+		{"/v1/admin/users", `{"email":"alice@example.org","role":1}`, "conflict"},
+		{"/v1/admin/organizations", `{"name":""}`, "1 to 255 characters"},
+		{"/v1/admin/organizations", `{"name":"o","budget":-1}`, "budget must be null"},
+	} {
+		w := tn.do(key, "POST", c.path, c.body)
+		if w.Code < 400 || w.Code >= 500 || !strings.Contains(w.Body.String(), c.want) {
+			t.Errorf("POST %s %s: %d %s; want a 4xx saying %s", c.path, c.body, w.Code, w.Body, c.want)
+		}
+	}
+	if w := tn.do(key, "GET", "/v1/admin/users?limit=1000", ""); w.Code != 422 {
+		t.Errorf("limit=1000: %d", w.Code)
+	}
+	if w := tn.do(key, "DELETE", fmt.Sprintf("/v1/admin/roles/%d", tn.userRole), ""); w.Code != 409 {
+		t.Errorf("deleting a role in use: %d %s", w.Code, w.Body)
+	}
+	var users List[User]
+	json.Unmarshal(tn.call(key, "GET", fmt.Sprintf("/v1/admin/users?role=%d&order_by=email&order_direction=desc&limit=2", tn.userRole), "", 200), &users)
+	if len(users.Data) != 2 || users.Data[0].Email != "old@example.org" || users.Data[1].Email != "gone@example.org" {
+		t.Errorf("users of role users by email desc, 2: %+v", users.Data)
+	}
+}
+
+// countingStore counts the store calls the hot path makes.
+type countingStore struct {
+	guichet.IdentityStore
+	n atomic.Int64
+}
+
+func (c *countingStore) KeyByHash(ctx context.Context, h guichet.KeyHash) (*guichet.Key, error) {
+	c.n.Add(1)
+	return c.IdentityStore.KeyByHash(ctx, h)
+}
+func (c *countingStore) User(ctx context.Context, id int64) (*guichet.User, error) {
+	c.n.Add(1)
+	return c.IdentityStore.User(ctx, id)
+}
+func (c *countingStore) Role(ctx context.Context, id int64) (*guichet.Role, error) {
+	c.n.Add(1)
+	return c.IdentityStore.Role(ctx, id)
+}
+func (c *countingStore) Organization(ctx context.Context, id int64) (*guichet.Organization, error) {
+	c.n.Add(1)
+	return c.IdentityStore.Organization(ctx, id)
+}
+
+func TestHotPathQueriesStayFlat(t *testing.T) {
+	counter := &countingStore{}
+	tn := newTenancyWith(t, `[{"model":"chat","type":"rpm","value":100000},{"model":"chat","type":"tpm","value":null}]`, func(s guichet.IdentityStore) guichet.IdentityStore {
+		counter.IdentityStore = s
+		return counter
+	})
+	keys := []string{tn.alice, tn.bob, tn.admin}
+	run := func(n int) {
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if w := tn.do(keys[i%len(keys)], "POST", "/v1/chat/completions", chatBody); w.Code != 200 {
+					t.Errorf("status %d %s", w.Code, w.Body)
+				}
+			}(i)
+		}
+		wg.Wait()
+	}
+	setup := counter.n.Load()
+	run(30) // warm: each key is loaded once
+	warm := counter.n.Load() - setup
+	if warm == 0 || warm > int64(4*len(keys)) {
+		t.Fatalf("warming %d keys took %d store reads, want 1 to %d", len(keys), warm, 4*len(keys))
+	}
+	run(600)
+	if extra := counter.n.Load() - warm - setup; extra != 0 {
+		t.Fatalf("600 requests made %d store reads in steady state, want 0", extra)
+	}
+	// A change invalidates, and the next requests read again, once per key.
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/roles/%d", tn.userRole), `{"name":"users2"}`, 200)
+	before := counter.n.Load()
+	run(60)
+	if got := counter.n.Load() - before; got == 0 || got > int64(4*len(keys)) {
+		t.Fatalf("after a change, %d store reads; want 1 to %d", got, 4*len(keys))
+	}
+}
