@@ -19,11 +19,11 @@ const (
 	// DefaultReserveMaxTokens is the completion a budget reserves when a
 	// request sets no max_tokens and the context length is unknown.
 	DefaultReserveMaxTokens = 4096
-	DefaultMaxAttempts     = 3
-	DefaultRetryWindow     = 30 * time.Second
-	DefaultConnectTimeout  = 5 * time.Second
-	DefaultIdleTimeout     = 60 * time.Second
-	DefaultTotalTimeout    = 300 * time.Second
+	DefaultMaxAttempts      = 3
+	DefaultRetryWindow      = 30 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultTotalTimeout     = 300 * time.Second
 )
 
 // Routing strategies.

@@ -27,7 +27,7 @@ func TestText(t *testing.T) {
 
 func TestTextLongIsExtrapolated(t *testing.T) {
 	s := strings.Repeat("the quick brown fox jumps over the lazy dog. ", 10000) // 450 kB
-	exact := int64(10 * 10000)                                                   // 10 tokens a sentence
+	exact := int64(10 * 10000)                                                  // 10 tokens a sentence
 	got := Text(s)
 	if got < exact*95/100 || got > exact*105/100 {
 		t.Fatalf("Text(450 kB) = %d, want within 5%% of %d", got, exact)

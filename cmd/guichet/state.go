@@ -16,7 +16,6 @@ import (
 	"github.com/guichet/guichet/sqlite"
 )
 
-
 // state is where guichet keeps what outlives a request: the identity
 // store (SQLite in the data dir, or PostgreSQL) and, in cluster mode, Redis.
 type state struct {
