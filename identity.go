@@ -66,8 +66,8 @@ func (t LimitType) Window() time.Duration {
 	return 0
 }
 
-// AllModels, as a Limit's model, applies to every model that has no
-// entry of its own in the role.
+// AllModels, as a Limit's model, applies to every model, for each limit
+// type the model has no entry of its own for.
 const AllModels = "*"
 
 // Limit caps one model's use by each user of a role. A role reaches a
@@ -134,19 +134,25 @@ func (r *Role) Has(p Permission) bool {
 	return false
 }
 
-// ModelLimits returns the role's limits on model (its own entries, or
-// else the "*" entries) and whether the role may see the model at all.
+// ModelLimits returns the role's limits on model, type by type: the
+// model's own entry, else the "*" entry of that type; and whether the role
+// may see the model at all (it has an entry, its own or "*").
 func (r *Role) ModelLimits(model string) (limits []Limit, visible bool) {
 	for _, l := range r.Limits {
 		if l.Model == model {
 			limits = append(limits, l)
 		}
 	}
-	if limits != nil {
-		return limits, true
-	}
+	own := len(limits)
 	for _, l := range r.Limits {
-		if l.Model == AllModels {
+		if l.Model != AllModels {
+			continue
+		}
+		overridden := false
+		for _, o := range limits[:own] {
+			overridden = overridden || o.Type == l.Type
+		}
+		if !overridden {
 			limits = append(limits, l)
 		}
 	}

@@ -164,7 +164,7 @@ func (s *Server) createOrganization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.CreateOrganization(r.Context(), o); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("organization %q", o.Name)))
+		writeError(w, s.storeError(err, fmt.Sprintf("organization %q", o.Name), fmt.Sprintf("an organization named %q already exists", o.Name)))
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.organizationObject(r.Context(), o))
@@ -178,7 +178,7 @@ func (s *Server) listOrganizations(w http.ResponseWriter, r *http.Request) {
 	}
 	orgs, err := s.store.Organizations(r.Context(), page)
 	if err != nil {
-		writeError(w, s.storeError(err, "organizations"))
+		writeError(w, s.storeError(err, "organizations", ""))
 		return
 	}
 	out := make([]Organization, 0, len(orgs))
@@ -196,7 +196,7 @@ func (s *Server) organizationFromPath(w http.ResponseWriter, r *http.Request) *g
 	}
 	o, err := s.store.Organization(r.Context(), id)
 	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", id), fmt.Sprintf("organization %d still has users: move them to another organization (or none) first", id)))
 		return nil
 	}
 	return o
@@ -224,7 +224,7 @@ func (s *Server) patchOrganization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.UpdateOrganization(r.Context(), o); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", o.ID)))
+		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", o.ID), fmt.Sprintf("an organization named %q already exists", o.Name)))
 		return
 	}
 	if budgetChanged {
@@ -240,7 +240,7 @@ func (s *Server) deleteOrganization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.DeleteOrganization(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", id), fmt.Sprintf("organization %d still has users: move them to another organization (or none) first", id)))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -334,7 +334,7 @@ func (s *Server) createRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.CreateRole(r.Context(), ro); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("role %q", ro.Name)))
+		writeError(w, s.storeError(err, fmt.Sprintf("role %q", ro.Name), fmt.Sprintf("a role named %q already exists", ro.Name)))
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.roleObject(r.Context(), ro))
@@ -348,7 +348,7 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
 	}
 	roles, err := s.store.Roles(r.Context(), page)
 	if err != nil {
-		writeError(w, s.storeError(err, "roles"))
+		writeError(w, s.storeError(err, "roles", ""))
 		return
 	}
 	out := make([]Role, 0, len(roles))
@@ -366,7 +366,7 @@ func (s *Server) roleFromPath(w http.ResponseWriter, r *http.Request) *guichet.R
 	}
 	ro, err := s.store.Role(r.Context(), id)
 	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("role %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("role %d", id), fmt.Sprintf("role %d is still given to users: give them another role first", id)))
 		return nil
 	}
 	return ro
@@ -393,7 +393,7 @@ func (s *Server) patchRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.UpdateRole(r.Context(), ro); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("role %d", ro.ID)))
+		writeError(w, s.storeError(err, fmt.Sprintf("role %d", ro.ID), fmt.Sprintf("a role named %q already exists", ro.Name)))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.roleObject(r.Context(), ro))
@@ -406,7 +406,7 @@ func (s *Server) deleteRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.DeleteRole(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("role %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("role %d", id), fmt.Sprintf("role %d is still given to users: give them another role first", id)))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -496,7 +496,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.CreateUser(r.Context(), u); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %q", u.Email)))
+		writeError(w, s.storeError(err, fmt.Sprintf("user %q", u.Email), fmt.Sprintf("a user with email %q already exists", u.Email)))
 		return
 	}
 	writeJSON(w, http.StatusCreated, userObject(u))
@@ -520,7 +520,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	f.Email = strings.ToLower(strings.TrimSpace(r.URL.Query().Get("email")))
 	users, err := s.store.Users(r.Context(), f, page)
 	if err != nil {
-		writeError(w, s.storeError(err, "users"))
+		writeError(w, s.storeError(err, "users", ""))
 		return
 	}
 	out := make([]User, 0, len(users))
@@ -538,7 +538,7 @@ func (s *Server) userFromPath(w http.ResponseWriter, r *http.Request) *guichet.U
 	}
 	u, err := s.store.User(r.Context(), id)
 	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("user %d", id), ""))
 		return nil
 	}
 	return u
@@ -570,7 +570,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.UpdateUser(r.Context(), u); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %d", u.ID)))
+		writeError(w, s.storeError(err, fmt.Sprintf("user %d", u.ID), fmt.Sprintf("a user with email %q already exists", u.Email)))
 		return
 	}
 	if budgetChanged {
@@ -586,7 +586,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.DeleteUser(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("user %d", id), ""))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -619,7 +619,7 @@ func (s *Server) newKey(ctx context.Context, userID int64, name string, expiresR
 	secret, prefix, hash := identity.NewKey()
 	k := &guichet.Key{UserID: userID, Name: name, Prefix: prefix, Hash: hash, Expires: expires}
 	if err := s.store.CreateKey(ctx, k); err != nil {
-		return nil, s.storeError(err, fmt.Sprintf("user %d", userID))
+		return nil, s.storeError(err, fmt.Sprintf("user %d", userID), "")
 	}
 	return &CreatedToken{ID: k.ID, Token: secret}, nil
 }
@@ -635,7 +635,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.store.User(r.Context(), req.User); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %d", req.User)))
+		writeError(w, s.storeError(err, fmt.Sprintf("user %d", req.User), ""))
 		return
 	}
 	created, gerr := s.newKey(r.Context(), req.User, req.Name, req.Expires)
@@ -659,7 +659,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	keys, err := s.store.Keys(r.Context(), user, page)
 	if err != nil {
-		writeError(w, s.storeError(err, "tokens"))
+		writeError(w, s.storeError(err, "tokens", ""))
 		return
 	}
 	out := make([]Token, 0, len(keys))
@@ -677,7 +677,7 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
 	}
 	k, err := s.store.Key(r.Context(), id)
 	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
 		return
 	}
 	writeJSON(w, http.StatusOK, tokenObject(k))
@@ -690,7 +690,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.DeleteKey(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id)))
+		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -120,27 +120,18 @@ func queryID(r *http.Request, name string) (int64, *guichet.Error) {
 	return id, nil
 }
 
-// storeError turns a store failure into what the client should read.
-func (s *Server) storeError(err error, what string) *guichet.Error {
+// storeError turns a store failure into what the client should read:
+// what names the object; conflict says what a conflict means here (the
+// store's own text, from the database driver, never reaches a client).
+func (s *Server) storeError(err error, what, conflict string) *guichet.Error {
 	switch {
 	case errors.Is(err, guichet.ErrNotFound):
 		return errorf(http.StatusNotFound, "not_found", "%s not found", what)
 	case errors.Is(err, guichet.ErrConflict):
-		return errorf(http.StatusConflict, "conflict", "%s: %s", what, conflictReason(err))
+		return errorf(http.StatusConflict, "conflict", "%s", conflict)
 	}
 	s.log.Error("identity store", "what", what, "err", err)
 	return errorf(http.StatusServiceUnavailable, "store_unavailable", "the database did not answer; retry shortly")
-}
-
-// conflictReason keeps the store's explanation (which never holds
-// secrets), without the Go error chain's noise.
-func conflictReason(err error) string {
-	msg := err.Error()
-	msg = strings.TrimSuffix(strings.TrimSuffix(msg, ": "+guichet.ErrConflict.Error()), guichet.ErrConflict.Error())
-	if msg == "" {
-		return "conflicts with an existing object"
-	}
-	return msg
 }
 
 // nullable reads a tri-state JSON field: absent (set false), null (set,

@@ -359,3 +359,38 @@ func TestHotPathQueriesStayFlat(t *testing.T) {
 		t.Fatalf("after a change, %d store reads; want 1 to %d", got, 4*len(keys))
 	}
 }
+
+// FuzzAdminAndMeBodies sends arbitrary bodies to every endpoint that
+// takes one outside inference: each answer is a success or a 4xx with the
+// error envelope, never a 5xx.
+func FuzzAdminAndMeBodies(f *testing.F) {
+	ops := []struct{ method, path string }{
+		{"POST", "/v1/admin/organizations"}, {"PATCH", "/v1/admin/organizations/1"},
+		{"POST", "/v1/admin/roles"}, {"PATCH", "/v1/admin/roles/2"},
+		{"POST", "/v1/admin/users"}, {"PATCH", "/v1/admin/users/2"},
+		{"POST", "/v1/admin/tokens"}, {"PATCH", "/v1/me/info"}, {"POST", "/v1/me/keys"},
+	}
+	f.Add(uint8(0), `{"name":"o","budget":1.5}`)
+	f.Add(uint8(2), `{"name":"r","permissions":["admin"],"limits":[{"model":"*","type":"rpm","value":null},{"router":"chat","type":"tpm","value":5}]}`)
+	f.Add(uint8(4), `{"email":"x@y.z","role":1,"organization":null,"budget":null,"expires":"2999-01-01T00:00:00Z","priority":3}`)
+	f.Add(uint8(5), `{"expires":4102444800,"budget":0}`)
+	f.Add(uint8(6), `{"name":"k","user":1,"expires":null}`)
+	f.Add(uint8(7), `{"name":"me","email":"ME@EXAMPLE.ORG"}`)
+	f.Add(uint8(8), `{"name":"","expires":-1}`)
+	f.Add(uint8(3), `{"limits":[{"model":"chat","type":"rpm","value":-1}]}`)
+	tn := newTenancy(f, `[{"model":"chat","type":"rpm","value":null}]`)
+	f.Fuzz(func(t *testing.T, which uint8, body string) {
+		op := ops[int(which)%len(ops)]
+		caller := key
+		if strings.HasPrefix(op.path, "/v1/me/") {
+			caller = tn.alice
+		}
+		w := tn.do(caller, op.method, op.path, body)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s %q → %d %s", op.method, op.path, body, w.Code, w.Body)
+		}
+		if w.Code >= 400 && !strings.Contains(w.Body.String(), `"error"`) {
+			t.Fatalf("error without envelope: %s", w.Body)
+		}
+	})
+}

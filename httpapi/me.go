@@ -89,7 +89,7 @@ func (s *Server) patchMe(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.store.User(r.Context(), p.User.ID)
 	if err != nil {
-		writeError(w, s.storeError(err, "your user"))
+		writeError(w, s.storeError(err, "your user", ""))
 		return
 	}
 	// Only name and email: role, budget and expiry are the operator's.
@@ -98,7 +98,7 @@ func (s *Server) patchMe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.UpdateUser(r.Context(), u); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("email %q", u.Email)))
+		writeError(w, s.storeError(err, "your user", fmt.Sprintf("a user with email %q already exists", u.Email)))
 		return
 	}
 	s.meInfo(w, r)
@@ -145,7 +145,7 @@ func (s *Server) listMyKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	keys, err := s.store.Keys(r.Context(), p.User.ID, page)
 	if err != nil {
-		writeError(w, s.storeError(err, "keys"))
+		writeError(w, s.storeError(err, "keys", ""))
 		return
 	}
 	out := make([]Key, 0, len(keys))
@@ -174,7 +174,7 @@ func (s *Server) myKey(w http.ResponseWriter, r *http.Request) *guichet.Key {
 		return nil
 	}
 	if err != nil {
-		writeError(w, s.storeError(err, "key"))
+		writeError(w, s.storeError(err, "key", ""))
 		return nil
 	}
 	return k
@@ -192,7 +192,7 @@ func (s *Server) deleteMyKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.DeleteKey(r.Context(), k.ID); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("key %d", k.ID)))
+		writeError(w, s.storeError(err, fmt.Sprintf("key %d", k.ID), ""))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -83,6 +83,14 @@ func admin(args []string, out io.Writer) int {
 	return 0
 }
 
+// conflict says what a store conflict means to the operator.
+func conflict(err error, format string, args ...any) error {
+	if errors.Is(err, guichet.ErrConflict) {
+		return fmt.Errorf(format, args...)
+	}
+	return err
+}
+
 type usageError string
 
 func (u usageError) Error() string { return string(u) }
@@ -200,7 +208,7 @@ func (a *adminCmd) createRole(ctx context.Context, args []string) error {
 		role.Limits = append(role.Limits, lim)
 	}
 	if err := a.store.CreateRole(ctx, role); err != nil {
-		return err
+		return conflict(err, "a role named %q already exists, or a model has two limits of one type", role.Name)
 	}
 	fmt.Fprintf(a.out, "created role %s (id %d)\n", role.Name, role.ID)
 	return nil
@@ -297,7 +305,7 @@ func (a *adminCmd) createOrg(ctx context.Context, args []string) error {
 	}
 	o := &guichet.Organization{Name: args[0], Budget: b}
 	if err := a.store.CreateOrganization(ctx, o); err != nil {
-		return err
+		return conflict(err, "an organization named %q already exists", o.Name)
 	}
 	fmt.Fprintf(a.out, "created organization %s (id %d)\n", o.Name, o.ID)
 	return nil
@@ -342,7 +350,7 @@ func (a *adminCmd) createUser(ctx context.Context, args []string) error {
 	}
 	role, err := a.store.RoleByName(ctx, *roleName)
 	if err != nil {
-		return fmt.Errorf("role %q: %w", *roleName, err)
+		return err
 	}
 	u := &guichet.User{Email: strings.ToLower(args[0]), Name: firstSet(*name, args[0]), RoleID: role.ID, Priority: *priority}
 	if !strings.Contains(u.Email, "@") {
@@ -362,7 +370,7 @@ func (a *adminCmd) createUser(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := a.store.CreateUser(ctx, u); err != nil {
-		return err
+		return conflict(err, "a user with email %q already exists", u.Email)
 	}
 	fmt.Fprintf(a.out, "created user %s (id %d)\n", u.Email, u.ID)
 	return nil
@@ -398,7 +406,11 @@ func (a *adminCmd) listUsers(ctx context.Context) error {
 			if u.Expires != nil {
 				exp = u.Expires.Format(time.DateOnly)
 			}
-			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", u.ID, u.Email, u.Name, u.RoleID, u.OrganizationID, budgetString(u.Budget), exp)
+			org := "-"
+			if u.OrganizationID != 0 {
+				org = strconv.FormatInt(u.OrganizationID, 10)
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", u.ID, u.Email, u.Name, u.RoleID, org, budgetString(u.Budget), exp)
 		}
 		if len(users) < 100 {
 			return w.Flush()
@@ -418,7 +430,7 @@ func (a *adminCmd) createKey(ctx context.Context, args []string) error {
 	}
 	u, err := a.store.UserByEmail(ctx, args[0])
 	if err != nil {
-		return fmt.Errorf("user %q: %w", args[0], err)
+		return err
 	}
 	exp, err := parseDate(*expires)
 	if err != nil {
@@ -436,7 +448,7 @@ func (a *adminCmd) revokeKey(ctx context.Context, args []string) error {
 		return usageError(fmt.Sprintf("%q is not a key id", args[0]))
 	}
 	if err := a.store.DeleteKey(ctx, id); err != nil {
-		return fmt.Errorf("key %d: %w", id, err)
+		return err
 	}
 	fmt.Fprintf(a.out, "revoked key %d (running servers stop accepting it within a second)\n", id)
 	return nil
@@ -447,7 +459,7 @@ func (a *adminCmd) listKeys(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		u, err := a.store.UserByEmail(ctx, args[0])
 		if err != nil {
-			return fmt.Errorf("user %q: %w", args[0], err)
+			return err
 		}
 		userID = u.ID
 	}
