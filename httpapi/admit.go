@@ -210,8 +210,10 @@ func setRateHeaders(h http.Header, ad *admission, d guichet.Decision) {
 
 // release is the quota half of settle: held slots and reservations are
 // released, token counters corrected, and the real cost is taken off the
-// budgets, live and in the store.
-func (s *Server) release(x *exchange) {
+// budgets, live and in the store. A request that failed without producing
+// anything costs nothing; one the client abandoned, or whose stream broke,
+// is billed for what was generated.
+func (s *Server) release(x *exchange, status int) {
 	ad := x.admission
 	if ad == nil {
 		return
@@ -224,6 +226,9 @@ func (s *Server) release(x *exchange) {
 		if ad.estimate > 0 {
 			prompt = ad.estimate // billed on the estimate when the provider said nothing
 		}
+	}
+	if status >= 400 && status != 499 && x.usage.CompletionTokens == 0 {
+		input, prompt = 0, 0
 	}
 	var cost guichet.Amount
 	if len(ad.q.Budgets) > 0 {

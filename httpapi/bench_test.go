@@ -98,6 +98,6 @@ func BenchmarkAdmissionSteps(b *testing.B) {
 			b.Fatal(gerr)
 		}
 		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16
-		s.release(x)
+		s.release(x, 200)
 	}
 }

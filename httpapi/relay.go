@@ -76,6 +76,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 				w.Write(streamError(err))
 				w.Write([]byte("data: [DONE]\n\n"))
 				rc.Flush()
+				x.usage = st.bestUsage() // what was generated is billed
 				s.settle(x, http.StatusBadGateway)
 				return
 			}

@@ -9,7 +9,7 @@ import (
 // what was really used, then metrics; the usage ledger (its own issue)
 // hooks in here too.
 func (s *Server) settle(x *exchange, status int) {
-	s.release(x)
+	s.release(x, status)
 	model := x.model
 	if s.models.Lookup(model) == nil {
 		model = "" // never a label per unknown name a client made up
