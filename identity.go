@@ -259,6 +259,9 @@ type IdentityStore interface {
 	KeyByHash(ctx context.Context, h KeyHash) (*Key, error)
 	// Keys lists a user's keys (every key when userID is 0).
 	Keys(ctx context.Context, userID int64, p Page) ([]*Key, error)
+	// UpdateKey changes a key's name and expiry (nothing else of a key
+	// ever changes).
+	UpdateKey(ctx context.Context, k *Key) error
 	DeleteKey(ctx context.Context, id int64) error
 
 	// Spend takes amount off the remaining budget of the user and of the

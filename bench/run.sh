@@ -3,8 +3,8 @@
 # never in pass/fail tests.
 #
 # On one machine it runs the upstream simulator (guichet-sim, zero latency),
-# a bare nginx reverse proxy and guichet (auth on) in front of it, and measures
-# for the simulator directly, nginx, goproxy (below) and guichet:
+# a bare nginx reverse proxy and three guichets in front of it, and measures
+# for the simulator directly, nginx, goproxy (below) and each guichet:
 #   1. non-streaming throughput/latency with wrk at each CONCURRENCY,
 #      CPU time per request of the proxy and of the simulator, peak RSS;
 #   2. a constant RATE, open loop (bench/cmd/rateload): p50/p99/p99.9;
@@ -13,24 +13,49 @@
 # The extra proxy, goproxy (bench/cmd/goproxy: httputil.ReverseProxy plus a
 # key check), is the floor of any Go gateway: guichet minus goproxy is what
 # guichet's own code costs, goproxy minus nginx what Go's net/http costs.
+# The three guichets share one configuration (same model, same costs):
+#   guichet          embedded, requests carry the master key, which bypasses
+#                    identity, rate limits and budgets;
+#   guichet-limits   embedded (SQLite in its own data dir, quotas in
+#                    process), requests carry a user's key: a role with rpm,
+#                    tpm and concurrent limits on the model (too high to
+#                    refuse anything) and a budget, so every request is
+#                    admitted, counted and charged;
+#   guichet-cluster  the same user set-up in cluster mode: PostgreSQL
+#                    (a fresh schema, dropped at exit) and Redis (a fresh
+#                    key prefix, deleted at exit). Redis's CPU and that of
+#                    guichet's PostgreSQL connections are measured apart.
+# guichet-limits − guichet is what identity and quotas cost in process;
+# guichet-cluster (+ Redis) − guichet what they cost in cluster mode. Before
+# measuring, each limited guichet must refuse (429) the second request of a
+# throwaway user whose role allows 1 request per minute, and after each run
+# its bench user's budget (GET /v1/me/info) must have gone down: the harness
+# dies otherwise, so a no-op is never measured. Without a reachable
+# PostgreSQL (PG_URL) and Redis (REDIS_URL), guichet-cluster is skipped with
+# a warning.
 # It writes the Markdown report to $OUT (default bench/results.md) and prints
 # it. Usage, from the repository root:
 #   bench/run.sh
 #   DURATION=3s IDLE_STREAMS=2000 bench/run.sh
+#   PHASES="wrk stream" CONCURRENCY="16 64" DURATION=5s OUT=/tmp/r.md bench/run.sh
 # Knobs: DURATION (10s per point), CONCURRENCY ("1 16 64 256"), STREAMS (64),
 # STREAM_TOKENS (64), RATE (2000), IDLE_STREAMS (10000), TARGETS ("direct
-# nginx goproxy guichet"; direct is needed for added latency), IDLE_TARGETS
+# nginx goproxy guichet guichet-limits guichet-cluster"; direct is needed for
+# added latency, guichet for the cost of identity and quotas), IDLE_TARGETS
 # ("nginx goproxy guichet"), QUIET_MAX (20: % of one core that other
 # processes may use before a measurement), QUIET_WAIT (30 s to wait for
 # that), QUIET_BUDGET (180 s: all the waiting and re-measuring a run may
 # spend because of other processes, which bounds its length), PHASES ("wrk
 # rate stream idle"), OUT (bench/results.md), KEEP_WORK (1: keep the temp
 # dir and its logs, e.g. rate-guichet.log, the per-second timeline of the
-# constant-rate run). About 6 minutes with the defaults on a quiet machine.
+# constant-rate run), PG_URL (postgres://postgres@127.0.0.1:5432/test?sslmode=disable),
+# REDIS_URL (redis://127.0.0.1:6379/0). About 8 minutes with the defaults on
+# a quiet machine.
 #
 # The machine must be otherwise idle: before each point the harness waits
 # (up to QUIET_WAIT) for other processes to use less than QUIET_MAX % of a
-# core, and records how much CPU others used during the point ("foreign").
+# core, and records how much CPU others used during the point ("foreign";
+# for guichet-cluster, Redis and its PostgreSQL backends are not "others").
 #
 # Fairness choice: everything shares the same cores (load generator, proxy
 # and simulator). nginx runs `worker_processes auto` (one worker per core) and
@@ -47,7 +72,7 @@ STREAMS=${STREAMS:-64}
 STREAM_TOKENS=${STREAM_TOKENS:-64}
 RATE=${RATE:-2000}
 IDLE_STREAMS=${IDLE_STREAMS:-10000}
-TARGETS=${TARGETS:-"direct nginx goproxy guichet"}
+TARGETS=${TARGETS:-"direct nginx goproxy guichet guichet-limits guichet-cluster"}
 IDLE_TARGETS=${IDLE_TARGETS:-"nginx goproxy guichet"}
 QUIET_MAX=${QUIET_MAX:-20}
 QUIET_WAIT=${QUIET_WAIT:-30}
@@ -55,8 +80,19 @@ QUIET_BUDGET=${QUIET_BUDGET:-180}
 QUIET_SPENT=0
 PHASES=${PHASES:-"wrk rate stream idle"}
 OUT=${OUT:-bench/results.md}
+PG_URL=${PG_URL:-"postgres://postgres@127.0.0.1:5432/test?sslmode=disable"}
+REDIS_URL=${REDIS_URL:-"redis://127.0.0.1:6379/0"}
+RUN_ID=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 KEY="bench-master-key-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 MODEL=bench-chat
+# The body of post.lua, for the checks made with curl.
+CHAT_BODY='{"model":"'$MODEL'","messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16}'
+# Prices (per million tokens) of the bench model, the same for every guichet,
+# and the bench user's budget: large enough never to refuse, small enough
+# that /v1/me/info shows it to the nano-unit (a float64 holds 1e15 exactly).
+COST_PROMPT=0.1
+COST_COMPLETION=0.3
+BENCH_BUDGET=1000000
 
 log() { printf '\033[1m[bench %s]\033[0m %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -88,7 +124,7 @@ mkdir -p "$BIN" "$WORK/nginx/tmp" "$WORK/data"
 # this script, which then stops them in order; load generators run in the
 # background and are waited for, so that the INT trap fires at once (bash
 # would otherwise wait for wrk, which catches SIGINT, and then carry on).
-SIM_PID="" NGINX_PID="" GUICHET_PID="" GOPROXY_PID="" LOADGEN_PID=""
+SIM_PID="" NGINX_PID="" GUICHET_PID="" GOPROXY_PID="" LOADGEN_PID="" LIMITS_PID="" CLUSTER_PID=""
 stop_pid() { # pid [seconds]
 	local pid=$1 secs=${2:-5} i
 	[[ -n $pid ]] || return 0
@@ -112,6 +148,10 @@ stop_nginx() {
 stop_all() {
 	stop_pid "$GUICHET_PID" 10
 	GUICHET_PID=""
+	stop_pid "$LIMITS_PID" 10
+	LIMITS_PID=""
+	stop_pid "$CLUSTER_PID" 10
+	CLUSTER_PID=""
 	stop_pid "$GOPROXY_PID"
 	GOPROXY_PID=""
 	stop_nginx
@@ -123,12 +163,23 @@ cleanup() {
 	trap - EXIT INT TERM
 	stop_pid "$LOADGEN_PID" 2
 	stop_all
+	drop_cluster_state
 	if [[ ${KEEP_WORK:-0} == 1 || $rc -ne 0 ]]; then
 		log "logs kept in $WORK"
 	else
 		rm -rf "$WORK"
 	fi
 	exit "$rc"
+}
+# guichet-cluster's state: a PostgreSQL schema and a Redis key prefix of
+# this run only, removed at exit (SCHEMA is set once the schema exists).
+SCHEMA="" REDIS_PREFIX="bench:$RUN_ID:"
+drop_cluster_state() {
+	[[ -n $SCHEMA ]] || return 0
+	PGCONNECT_TIMEOUT=5 psql -q "$PG_URL" -c "drop schema if exists $SCHEMA cascade" >/dev/null 2>&1 ||
+		log "could not drop the PostgreSQL schema $SCHEMA: drop it by hand"
+	redis-cli -u "$REDIS_URL" --scan --pattern "$REDIS_PREFIX*" 2>/dev/null | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+	SCHEMA=""
 }
 trap cleanup EXIT
 trap 'log interrupted; exit 130' INT TERM
@@ -142,6 +193,45 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 CLK_TCK=$(getconf CLK_TCK)
 log "open files limit: $NOFILE"
+
+# --- guichet-cluster's PostgreSQL and Redis ----------------------------------------
+wants() { [[ " $TARGETS $IDLE_TARGETS " == *" $1 "* ]]; }
+drop_target() { # target reason: take it out of the run, loudly
+	log "**********************************************************************"
+	log "WARNING: SKIPPING $1: $2"
+	log "**********************************************************************"
+	TARGETS=$(tr ' ' '\n' <<<"$TARGETS" | grep -vx "$1" | tr '\n' ' ')
+	IDLE_TARGETS=$(tr ' ' '\n' <<<"$IDLE_TARGETS" | grep -vx "$1" | tr '\n' ' ')
+}
+REDIS_PID="" PG_VERSION="" REDIS_VERSION=""
+if wants guichet-cluster; then
+	if ! command -v psql >/dev/null || ! command -v redis-cli >/dev/null; then
+		drop_target guichet-cluster "psql or redis-cli is not installed (apt-get install postgresql-client redis-tools)"
+	elif ! PG_VERSION=$(PGCONNECT_TIMEOUT=5 psql -Atq "$PG_URL" -c 'show server_version' 2>&1); then
+		drop_target guichet-cluster "PostgreSQL at $PG_URL does not answer: $PG_VERSION"
+	elif [[ $(timeout 5 redis-cli -u "$REDIS_URL" ping 2>&1) != PONG ]]; then
+		drop_target guichet-cluster "Redis at $REDIS_URL does not answer PING"
+	else
+		SCHEMA=bench_$RUN_ID
+		PGCONNECT_TIMEOUT=5 psql -q "$PG_URL" -c "create schema $SCHEMA" >/dev/null || { SCHEMA=""; die "could not create the schema bench_$RUN_ID in $PG_URL"; }
+		PG_VERSION=${PG_VERSION%% *}
+		REDIS_VERSION=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^redis_version://p')
+		# Redis's CPU is measured when it runs on this machine, in this pid namespace.
+		REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^process_id://p')
+		if [[ -z $REDIS_PID || $(cat "/proc/$REDIS_PID/comm" 2>/dev/null) != redis-server* ]]; then
+			log "Redis (process_id ${REDIS_PID:-?}) is not a local redis-server process: its CPU will not be measured"
+			REDIS_PID=""
+		fi
+		log "guichet-cluster: PostgreSQL $PG_VERSION schema $SCHEMA, Redis $REDIS_VERSION prefix $REDIS_PREFIX (redis-server pid ${REDIS_PID:-not local})"
+	fi
+fi
+# The DSN of guichet-cluster: its own schema, and an application_name by
+# which its connections' backends are found for their CPU.
+cluster_dsn() {
+	local sep='?'
+	[[ $PG_URL == *\?* ]] && sep='&'
+	echo "$PG_URL${sep}search_path=$SCHEMA&application_name=guichet-$SCHEMA"
+}
 
 # --- helpers ----------------------------------------------------------------
 # run_bg cmd...: run a load generator and wait for it (see LOADGEN_PID above).

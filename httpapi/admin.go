@@ -106,6 +106,12 @@ type TokenRequest struct {
 	Expires json.RawMessage `json:"expires,omitempty" doc:"Unix seconds or RFC 3339; null or absent = never (unless the operator caps key lifetimes)."`
 }
 
+// TokenPatch renames a key or changes its expiry.
+type TokenPatch struct {
+	Name    *string         `json:"name,omitempty" maxLength:"255"`
+	Expires json.RawMessage `json:"expires,omitempty" doc:"Unix seconds or RFC 3339; null = never (unless the operator caps key lifetimes); absent = unchanged."`
+}
+
 // CreatedToken is the answer to a key's creation: the only time the
 // secret is shown.
 type CreatedToken struct {
@@ -608,13 +614,12 @@ func (s *Server) newKey(ctx context.Context, userID int64, name string, expiresR
 	if gerr != nil {
 		return nil, gerr
 	}
-	if days := s.cfg.Limits.MaxKeyDays; days > 0 {
+	if days := s.cfg.Limits.MaxKeyDays; days > 0 && expires == nil {
 		limit := time.Now().Add(time.Duration(days) * 24 * time.Hour)
-		if expires == nil {
-			expires = &limit
-		} else if expires.After(limit) {
-			return nil, errorf(http.StatusUnprocessableEntity, "invalid_value", "expires must be within %d days from now (the operator's cap on key lifetimes)", days).WithParam("expires")
-		}
+		expires = &limit // no expiry asked: the longest allowed
+	}
+	if gerr := s.checkKeyLifetime(expires); gerr != nil {
+		return nil, gerr
 	}
 	secret, prefix, hash := identity.NewKey()
 	k := &guichet.Key{UserID: userID, Name: name, Prefix: prefix, Hash: hash, Expires: expires}
@@ -681,6 +686,54 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, tokenObject(k))
+}
+
+func (s *Server) patchToken(w http.ResponseWriter, r *http.Request) {
+	id, gerr := pathID(r, "id")
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	k, err := s.store.Key(r.Context(), id)
+	if err != nil {
+		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
+		return
+	}
+	var req TokenPatch
+	if gerr := decodeBody(w, r, &req); gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	if req.Name != nil {
+		k.Name = strings.TrimSpace(*req.Name)
+		if gerr := checkName(k.Name, "name", 255); gerr != nil {
+			writeError(w, gerr)
+			return
+		}
+	}
+	set, expires, gerr := nullableTime(req.Expires, "expires")
+	if gerr == nil && set {
+		gerr = s.checkKeyLifetime(expires)
+		k.Expires = expires
+	}
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	if err := s.store.UpdateKey(r.Context(), k); err != nil {
+		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenObject(k))
+}
+
+// checkKeyLifetime enforces the operator's cap on key lifetimes.
+func (s *Server) checkKeyLifetime(expires *time.Time) *guichet.Error {
+	days := s.cfg.Limits.MaxKeyDays
+	if days > 0 && (expires == nil || expires.After(time.Now().Add(time.Duration(days)*24*time.Hour))) {
+		return errorf(http.StatusUnprocessableEntity, "invalid_value", "expires must be within %d days from now (the operator's cap on key lifetimes)", days).WithParam("expires")
+	}
+	return nil
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {

@@ -141,6 +141,37 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 	}
+	// Every admin route: only admins pass; the others are refused the same
+	// way whatever the object.
+	for _, res := range []string{"organizations", "roles", "users", "tokens"} {
+		for _, op := range []struct{ method, path, body string }{
+			{"POST", "/v1/admin/" + res, `{}`}, {"GET", "/v1/admin/" + res, ""},
+			{"GET", "/v1/admin/" + res + "/1", ""}, {"PATCH", "/v1/admin/" + res + "/1", `{}`},
+			{"DELETE", "/v1/admin/" + res + "/999", ""},
+		} {
+			want := map[string]int{"alice": 403, "bob": 403, "expired": 403, "revoked": 401, "none": 401}
+			for _, who := range callers {
+				w := tn.do(who.key, op.method, op.path, op.body)
+				switch {
+				case who.name == "master" || who.name == "admin":
+					if w.Code == 401 || w.Code == 403 || w.Code >= 500 {
+						t.Errorf("%s %s as %s: %d %s", op.method, op.path, who.name, w.Code, w.Body)
+					}
+				case w.Code != want[who.name]:
+					t.Errorf("%s %s as %s: %d, want %d", op.method, op.path, who.name, w.Code, want[who.name])
+				}
+			}
+		}
+	}
+	// Every inference endpoint: the expired user and missing or revoked
+	// keys are refused before anything else.
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/audio/transcriptions"} {
+		for who, want := range map[string]int{tn.expired: 403, tn.revoked: 401, "": 401} {
+			if w := tn.do(who, "POST", path, `{}`); w.Code != want {
+				t.Errorf("POST %s: %d, want %d", path, w.Code, want)
+			}
+		}
+	}
 	// The one case left out above, last: alice may delete her own key.
 	tn.call(tn.alice, "DELETE", aliceKey, "", 204)
 	tn.call(tn.alice, "GET", "/v1/models", "", 401)
@@ -285,6 +316,13 @@ func TestAdminValidation(t *testing.T) {
 			t.Errorf("POST %s %s: %d %s; want a 4xx saying %s", c.path, c.body, w.Code, w.Body, c.want)
 		}
 	}
+	var tok Token
+	json.Unmarshal(tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/tokens/%d", tn.bobKeyID), `{"name":"ci","expires":"2999-01-01T00:00:00Z"}`, 200), &tok)
+	if tok.Name != "ci" || tok.Expires == nil || tok.User != tn.bobID {
+		t.Errorf("patched token: %+v", tok)
+	}
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/tokens/%d", tn.bobKeyID), `{"expires":1}`, 422)
+	tn.call(tn.bob, "GET", "/v1/me/info", "", 200) // the key still works
 	if w := tn.do(key, "GET", "/v1/admin/users?limit=1000", ""); w.Code != 422 {
 		t.Errorf("limit=1000: %d", w.Code)
 	}
@@ -368,15 +406,16 @@ func FuzzAdminAndMeBodies(f *testing.F) {
 		{"POST", "/v1/admin/organizations"}, {"PATCH", "/v1/admin/organizations/1"},
 		{"POST", "/v1/admin/roles"}, {"PATCH", "/v1/admin/roles/2"},
 		{"POST", "/v1/admin/users"}, {"PATCH", "/v1/admin/users/2"},
-		{"POST", "/v1/admin/tokens"}, {"PATCH", "/v1/me/info"}, {"POST", "/v1/me/keys"},
+		{"POST", "/v1/admin/tokens"}, {"PATCH", "/v1/admin/tokens/1"}, {"PATCH", "/v1/me/info"}, {"POST", "/v1/me/keys"},
 	}
 	f.Add(uint8(0), `{"name":"o","budget":1.5}`)
 	f.Add(uint8(2), `{"name":"r","permissions":["admin"],"limits":[{"model":"*","type":"rpm","value":null},{"router":"chat","type":"tpm","value":5}]}`)
 	f.Add(uint8(4), `{"email":"x@y.z","role":1,"organization":null,"budget":null,"expires":"2999-01-01T00:00:00Z","priority":3}`)
 	f.Add(uint8(5), `{"expires":4102444800,"budget":0}`)
 	f.Add(uint8(6), `{"name":"k","user":1,"expires":null}`)
-	f.Add(uint8(7), `{"name":"me","email":"ME@EXAMPLE.ORG"}`)
-	f.Add(uint8(8), `{"name":"","expires":-1}`)
+	f.Add(uint8(7), `{"name":"renamed","expires":"2999-01-01T00:00:00Z"}`)
+	f.Add(uint8(8), `{"name":"me","email":"ME@EXAMPLE.ORG"}`)
+	f.Add(uint8(9), `{"name":"","expires":-1}`)
 	f.Add(uint8(3), `{"limits":[{"model":"chat","type":"rpm","value":-1}]}`)
 	tn := newTenancy(f, `[{"model":"chat","type":"rpm","value":null}]`)
 	f.Fuzz(func(t *testing.T, which uint8, body string) {
@@ -393,4 +432,41 @@ func FuzzAdminAndMeBodies(f *testing.F) {
 			t.Fatalf("error without envelope: %s", w.Body)
 		}
 	})
+}
+
+type fakeHealth struct{ healthy, degraded bool }
+
+func (f fakeHealth) Healthy() bool  { return f.healthy }
+func (f fakeHealth) Degraded() bool { return f.degraded }
+
+func TestReadySaysWhenLimitsCannotBeChecked(t *testing.T) {
+	s := serverFor(t, `
+models:
+  - name: chat
+    type: text-generation
+    providers: [{type: vllm, url: "http://127.0.0.1:1"}]
+`)
+	for _, c := range []struct {
+		h      fakeHealth
+		limits string
+		code   int
+	}{
+		{fakeHealth{true, false}, `"limits":"ok"`, 200},
+		{fakeHealth{false, true}, `"limits":"per_replica"`, 200},
+		{fakeHealth{false, false}, `"limits":"unavailable"`, 503},
+	} {
+		s.health = c.h
+		w := do(s, "GET", "/ready", "", "")
+		if w.Code != c.code || !strings.Contains(w.Body.String(), c.limits) {
+			t.Errorf("%+v: %d %s", c.h, w.Code, w.Body)
+		}
+		m := do(s, "GET", "/metrics", "", "")
+		up := "guichet_limits_backend_up 1"
+		if !c.h.healthy {
+			up = "guichet_limits_backend_up 0"
+		}
+		if !strings.Contains(m.Body.String(), up) {
+			t.Errorf("%+v: metrics lack %q", c.h, up)
+		}
+	}
 }

@@ -124,7 +124,7 @@ func init() {
 		{"/v1/admin/organizations", "organization", OrganizationRequest{}, Organization{}, List[Organization]{}, nil, true},
 		{"/v1/admin/roles", "role", RoleRequest{}, Role{}, List[Role]{}, nil, true},
 		{"/v1/admin/users", "user", UserRequest{}, User{}, List[User]{}, []string{"role", "organization", "email"}, true},
-		{"/v1/admin/tokens", "token (API key)", TokenRequest{}, CreatedToken{}, List[Token]{}, []string{"user"}, false},
+		{"/v1/admin/tokens", "token (API key)", TokenRequest{}, CreatedToken{}, List[Token]{}, []string{"user"}, true},
 	} {
 		one := r.response
 		if r.name == "token (API key)" {
@@ -137,7 +137,11 @@ func init() {
 			operation{method: "DELETE", path: r.path + "/{id}", summary: "Delete a " + r.name + ".", tag: "admin", status: 204, permission: "admin"},
 		)
 		if r.patch {
-			operations = append(operations, operation{method: "PATCH", path: r.path + "/{id}", summary: "Change a " + r.name + "; absent fields are left alone.", tag: "admin", request: r.request, response: r.response, permission: "admin"})
+			req, resp := r.request, r.response
+			if r.name == "token (API key)" {
+				req, resp = TokenPatch{}, Token{}
+			}
+			operations = append(operations, operation{method: "PATCH", path: r.path + "/{id}", summary: "Change a " + r.name + "; absent fields are left alone.", tag: "admin", request: req, response: resp, permission: "admin"})
 		}
 	}
 }

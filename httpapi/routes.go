@@ -53,6 +53,7 @@ func (s *Server) routes() http.Handler {
 	admin("POST /v1/admin/tokens", s.createToken)
 	admin("GET /v1/admin/tokens", s.listTokens)
 	admin("GET /v1/admin/tokens/{id}", s.getToken)
+	admin("PATCH /v1/admin/tokens/{id}", s.patchToken)
 	admin("DELETE /v1/admin/tokens/{id}", s.deleteToken)
 
 	mux.Handle("/", s.authenticate(http.HandlerFunc(notFound)))

@@ -55,6 +55,9 @@ func (n notifying) CreateKey(ctx context.Context, k *guichet.Key) error {
 	// for its hash, which cannot exist for a fresh random key.
 	return n.IdentityStore.CreateKey(ctx, k)
 }
+func (n notifying) UpdateKey(ctx context.Context, k *guichet.Key) error {
+	return n.done(ctx, n.IdentityStore.UpdateKey(ctx, k))
+}
 func (n notifying) DeleteKey(ctx context.Context, id int64) error {
 	return n.done(ctx, n.IdentityStore.DeleteKey(ctx, id))
 }

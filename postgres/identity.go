@@ -459,6 +459,21 @@ func (db *DB) Keys(ctx context.Context, userID int64, p guichet.Page) ([]*guiche
 	return list(ctx, db.pool, `SELECT `+keyColumns+` FROM api_keys WHERE user_id = $1`+page, []any{userID}, scanKey)
 }
 
+// UpdateKey changes a key's name and expiry.
+func (db *DB) UpdateKey(ctx context.Context, k *guichet.Key) error {
+	err := db.change(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE api_keys SET name = $1, expires = $2 WHERE id = $3`, k.Name, k.Expires, k.ID)
+		if err != nil {
+			return err
+		}
+		return affected(tag, "key", k.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("update key: %w", err)
+	}
+	return nil
+}
+
 func (db *DB) DeleteKey(ctx context.Context, id int64) error {
 	return db.deleteRow(ctx, "api_keys", "key", id)
 }

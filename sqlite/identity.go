@@ -476,6 +476,21 @@ func (db *DB) Keys(ctx context.Context, userID int64, p guichet.Page) ([]*guiche
 	return list(ctx, db.db, `SELECT `+keyColumns+` FROM api_keys WHERE user_id = ?`+page, []any{userID}, scanKey)
 }
 
+// UpdateKey changes a key's name and expiry.
+func (db *DB) UpdateKey(ctx context.Context, k *guichet.Key) error {
+	err := db.change(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET name = ?, expires = ? WHERE id = ?`, k.Name, nullTime(k.Expires), k.ID)
+		if err != nil {
+			return err
+		}
+		return affected(res, "key", k.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("update key: %w", err)
+	}
+	return nil
+}
+
 func (db *DB) DeleteKey(ctx context.Context, id int64) error {
 	return db.deleteRow(ctx, "api_keys", "key", id)
 }

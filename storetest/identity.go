@@ -436,6 +436,27 @@ func testKeys(t *testing.T, s guichet.IdentityStore) {
 	_, err = s.KeyByHash(ctx, randomHash())
 	isNotFound(t, "KeyByHash(unknown)", err)
 	isNotFound(t, "DeleteKey(missing)", s.DeleteKey(ctx, missingID))
+	isNotFound(t, "UpdateKey(missing)", s.UpdateKey(ctx, &guichet.Key{ID: missingID, Name: "x"}))
+
+	// UpdateKey changes the name and expiry, and nothing else.
+	renamed := *k
+	renamed.Name = "renamed"
+	later := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Microsecond)
+	renamed.Expires = &later
+	renamed.Prefix, renamed.UserID = "sk-changed", v.ID // must not be written
+	must(t, s.UpdateKey(ctx, &renamed))
+	updated, err := s.Key(ctx, k.ID)
+	must(t, err)
+	want := *k
+	want.Name, want.Expires = "renamed", &later
+	same(t, "Key after UpdateKey", updated, &want)
+	renamed.Expires = nil
+	must(t, s.UpdateKey(ctx, &renamed))
+	updated, err = s.KeyByHash(ctx, h)
+	must(t, err)
+	if updated.Expires != nil {
+		t.Errorf("UpdateKey with no expiry kept %v", updated.Expires)
+	}
 
 	must(t, s.DeleteKey(ctx, k.ID))
 	_, err = s.Key(ctx, k.ID)
@@ -832,6 +853,8 @@ func testVersion(t *testing.T, s guichet.IdentityStore) {
 	leaves("DeleteKey(missing)", func() error { return s.DeleteKey(ctx, missingID) })
 	leaves("DeleteUser(missing)", func() error { return s.DeleteUser(ctx, missingID) })
 
+	leaves("UpdateKey(missing)", func() error { return s.UpdateKey(ctx, &guichet.Key{ID: missingID, Name: "x"}) })
+	changes("UpdateKey", func() error { return s.UpdateKey(ctx, &guichet.Key{ID: k.ID, Name: "renamed"}) })
 	changes("DeleteKey", func() error { return s.DeleteKey(ctx, k.ID) })
 	changes("DeleteUser", func() error { return s.DeleteUser(ctx, u.ID) })
 	changes("DeleteRole", func() error { return s.DeleteRole(ctx, role.ID) })
