@@ -213,7 +213,10 @@ if wants guichet-cluster; then
 		drop_target guichet-cluster "Redis at $REDIS_URL does not answer PING"
 	else
 		SCHEMA=bench_$RUN_ID
-		PGCONNECT_TIMEOUT=5 psql -q "$PG_URL" -c "create schema $SCHEMA" >/dev/null || { SCHEMA=""; die "could not create the schema bench_$RUN_ID in $PG_URL"; }
+		if ! PGCONNECT_TIMEOUT=5 psql -q "$PG_URL" -c "create schema $SCHEMA" >/dev/null; then
+			SCHEMA=""
+			drop_target guichet-cluster "could not create the schema bench_$RUN_ID in $PG_URL"
+		fi
 		PG_VERSION=${PG_VERSION%% *}
 		REDIS_VERSION=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^redis_version://p')
 		# Redis's CPU is measured when it runs on this machine, in this pid namespace.
@@ -245,7 +248,7 @@ run_bg() {
 }
 alive() { # fail if a service died
 	local p
-	for p in "$SIM_PID" "$NGINX_PID" "$GUICHET_PID" "$GOPROXY_PID"; do
+	for p in "$SIM_PID" "$NGINX_PID" "$GUICHET_PID" "$GOPROXY_PID" "$LIMITS_PID" "$CLUSTER_PID"; do
 		[[ -z $p ]] || kill -0 "$p" 2>/dev/null || die "process $p died: see the logs in $WORK"
 	done
 }
@@ -290,6 +293,25 @@ cpu_ticks() {
 	done
 	echo "$t"
 }
+# ticks_of pid: like cpu_ticks, but 0 for a process that is gone (Redis,
+# PostgreSQL backends: not ours to watch over).
+ticks_of() {
+	local f a
+	f=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	f=${f##*) }
+	read -r -a a <<<"$f"
+	echo $((a[11] + a[12]))
+}
+# pg_pids: the PostgreSQL backends serving guichet-cluster's connections
+# (when PostgreSQL runs on this machine).
+pg_pids() {
+	[[ -n $SCHEMA ]] || return 0
+	local p
+	for p in $(PGCONNECT_TIMEOUT=5 psql -Atq "$PG_URL" -c "select pid from pg_stat_activity where application_name = 'guichet-$SCHEMA'" 2>/dev/null); do
+		[[ $(cat "/proc/$p/comm" 2>/dev/null) == postgres* ]] && echo "$p"
+	done
+	return 0
+}
 # status_kb field pid...: VmRSS or VmHWM, summed over the pids.
 status_kb() {
 	local field=$1 p t=0 v
@@ -308,6 +330,8 @@ proxy_pids() { # target -> pids of the process(es) whose CPU is the proxy's
 	nginx) nginx_pids ;;
 	guichet) echo "$GUICHET_PID" ;;
 	goproxy) echo "$GOPROXY_PID" ;;
+	guichet-limits) echo "$LIMITS_PID" ;;
+	guichet-cluster) echo "$CLUSTER_PID" ;;
 	esac
 }
 url_of() {
@@ -316,7 +340,21 @@ url_of() {
 	nginx) echo "http://$NGINX_ADDR/v1/chat/completions" ;;
 	guichet) echo "http://$GUICHET_ADDR/v1/chat/completions" ;;
 	goproxy) echo "http://$GOPROXY_ADDR/v1/chat/completions" ;;
+	guichet-limits) echo "http://$LIMITS_ADDR/v1/chat/completions" ;;
+	guichet-cluster) echo "http://$CLUSTER_ADDR/v1/chat/completions" ;;
 	esac
+}
+addr_of() { local u; u=$(url_of "$1"); u=${u#http://}; echo "${u%%/*}"; }
+# limited target: requests carry a user's key, with limits and a budget.
+limited() { [[ $1 == guichet-limits || $1 == guichet-cluster ]]; }
+declare -A USER_KEY=() RPM1_ROLE=()
+key_of() { # target -> the bearer key its requests carry
+	if limited "$1"; then
+		[[ -n ${USER_KEY[$1]:-} ]] || die "no user key for $1"
+		echo "${USER_KEY[$1]}"
+	else
+		echo "$KEY"
+	fi
 }
 # busy_ticks: CPU used by the whole machine (user nice system irq softirq steal).
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }

@@ -74,25 +74,23 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, 
 		reserve := m.Costs.Of(in, s.worstCompletion(m, in, maxTokens))
 		if p.User.Budget != nil {
 			id := p.User.ID
-			ad.q.Budgets = append(ad.q.Budgets, guichet.BudgetHold{Key: budgetKey('u', id), Reserve: reserve, Load: func(ctx context.Context) (guichet.Amount, error) {
+			ad.hold(s.budgetHold('u', id, reserve, func(ctx context.Context) (*guichet.Amount, error) {
 				u, err := s.store.User(ctx, id)
-				if err != nil || u.Budget == nil {
-					return unlimited, err
+				if err != nil {
+					return nil, err
 				}
-				return *u.Budget - s.spend.pendingFor('u', id), nil
-			}})
-			ad.owners = append(ad.owners, "your user")
+				return u.Budget, nil
+			}), "your user")
 		}
 		if o := p.Organization; o != nil && o.Budget != nil {
 			id := o.ID
-			ad.q.Budgets = append(ad.q.Budgets, guichet.BudgetHold{Key: budgetKey('o', id), Reserve: reserve, Load: func(ctx context.Context) (guichet.Amount, error) {
+			ad.hold(s.budgetHold('o', id, reserve, func(ctx context.Context) (*guichet.Amount, error) {
 				o, err := s.store.Organization(ctx, id)
-				if err != nil || o.Budget == nil {
-					return unlimited, err
+				if err != nil {
+					return nil, err
 				}
-				return *o.Budget - s.spend.pendingFor('o', id), nil
-			}})
-			ad.owners = append(ad.owners, fmt.Sprintf("your organization %q", o.Name))
+				return o.Budget, nil
+			}), fmt.Sprintf("your organization %q", o.Name))
 		}
 	}
 	if len(ad.q.Counters) == 0 && len(ad.q.Budgets) == 0 {
@@ -121,6 +119,24 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, 
 	}
 	x.admission = ad
 	return nil
+}
+
+func (ad *admission) hold(b guichet.BudgetHold, owner string) {
+	ad.q.Budgets = append(ad.q.Budgets, b)
+	ad.owners = append(ad.owners, owner)
+}
+
+// budgetHold reserves on the budget of a user ('u') or organization
+// ('o'). Its balance, when the quota must load it, is the store's minus
+// the spends not written there yet.
+func (s *Server) budgetHold(kind byte, id int64, reserve guichet.Amount, read func(context.Context) (*guichet.Amount, error)) guichet.BudgetHold {
+	return guichet.BudgetHold{Key: budgetKey(kind, id), Reserve: reserve, Load: func(ctx context.Context) (guichet.Amount, error) {
+		b, err := read(ctx)
+		if err != nil || b == nil { // nil: the operator removed the budget meanwhile
+			return unlimited, err
+		}
+		return *b - s.spend.pendingFor(kind, id), nil
+	}}
 }
 
 func budgetKey(kind byte, id int64) string { return string(kind) + strconv.FormatInt(id, 10) }
