@@ -439,42 +439,131 @@ start_stack() {
 	NGINX_PID=$!
 	wait_http "http://$NGINX_ADDR/health"
 
-	cat >"$WORK/guichet.yml" <<-EOF
-		server:
-		  data_dir: $WORK/data
-		models:
-		  - name: $MODEL
-		    type: text-generation
-		    providers:
-		      - type: vllm
-		        url: http://$SIM_ADDR
-		        model_name: $MODEL
-	EOF
-	GUICHET_MASTER_KEY=$KEY setsid "$BIN/guichet" serve --config "$WORK/guichet.yml" --listen 127.0.0.1:0 2>"$WORK/guichet-$STACK.log" &
-	GUICHET_PID=$!
-	GUICHET_ADDR=$(wait_log "$WORK/guichet-$STACK.log" 's#.*listen=http://\([^ ]*\).*#\1#p')
-	wait_http "http://$GUICHET_ADDR/ready"
-	# Auth must be on: a request without the key is refused.
-	local code
-	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$GUICHET_ADDR/v1/chat/completions" -d '{}')
-	[[ $code == 401 ]] || die "guichet answered $code without a key: auth is not on"
+	guichet_config guichet "$WORK/data"
+	start_guichet guichet
+	GUICHET_PID=$STARTED_PID GUICHET_ADDR=$STARTED_ADDR
+	local up="guichet $GUICHET_ADDR (pid $GUICHET_PID)"
+	if wants guichet-limits; then
+		guichet_config guichet-limits "$WORK/data-limits"
+		start_guichet guichet-limits
+		LIMITS_PID=$STARTED_PID LIMITS_ADDR=$STARTED_ADDR
+		limits_on guichet-limits
+		up+=", guichet-limits $LIMITS_ADDR (pid $LIMITS_PID)"
+	fi
+	if wants guichet-cluster; then
+		guichet_config guichet-cluster "$WORK/data-cluster" "$(printf 'storage:\n  postgres: "%s"\n  redis: "%s"\n  redis_prefix: "%s"' "$(cluster_dsn)" "$REDIS_URL" "$REDIS_PREFIX")"
+		start_guichet guichet-cluster
+		CLUSTER_PID=$STARTED_PID CLUSTER_ADDR=$STARTED_ADDR
+		limits_on guichet-cluster
+		up+=", guichet-cluster $CLUSTER_ADDR (pid $CLUSTER_PID)"
+	fi
 
 	setsid "$BIN/goproxy" -listen 127.0.0.1:0 -upstream "http://$SIM_ADDR" -key "$KEY" 2>"$WORK/goproxy-$STACK.log" &
 	GOPROXY_PID=$!
 	GOPROXY_ADDR=$(wait_log "$WORK/goproxy-$STACK.log" 's#.*listening on http://\([^ ]*\).*#\1#p')
-	log "stack up: sim $SIM_ADDR (pid $SIM_PID, $*), nginx $NGINX_ADDR (pid $NGINX_PID), goproxy $GOPROXY_ADDR (pid $GOPROXY_PID), guichet $GUICHET_ADDR (pid $GUICHET_PID)"
+	log "stack up: sim $SIM_ADDR (pid $SIM_PID, $*), nginx $NGINX_ADDR (pid $NGINX_PID), goproxy $GOPROXY_ADDR (pid $GOPROXY_PID), $up"
+}
+
+# guichet_config name data-dir [storage-yaml]: every guichet target has the
+# same model, provider and costs; only its storage differs.
+guichet_config() {
+	{
+		printf 'server:\n  data_dir: %s\n' "$2"
+		[[ -z ${3:-} ]] || printf '%s\n' "$3"
+		cat <<-EOF
+			models:
+			  - name: $MODEL
+			    type: text-generation
+			    costs: {prompt_tokens: $COST_PROMPT, completion_tokens: $COST_COMPLETION}
+			    providers:
+			      - type: vllm
+			        url: http://$SIM_ADDR
+			        model_name: $MODEL
+		EOF
+	} >"$WORK/$1.yml"
+}
+
+# start_guichet name: starts guichet with $WORK/NAME.yml and the master key;
+# sets STARTED_PID and STARTED_ADDR.
+start_guichet() {
+	local name=$1 code
+	GUICHET_MASTER_KEY=$KEY setsid "$BIN/guichet" serve --config "$WORK/$name.yml" --listen 127.0.0.1:0 2>"$WORK/$name-$STACK.log" &
+	STARTED_PID=$!
+	STARTED_ADDR=$(wait_log "$WORK/$name-$STACK.log" 's#.*listen=http://\([^ ]*\).*#\1#p')
+	wait_http "http://$STARTED_ADDR/ready"
+	# Auth must be on: a request without a key is refused.
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$STARTED_ADDR/v1/chat/completions" -d '{}')
+	[[ $code == 401 ]] || die "$name answered $code without a key: auth is not on"
+}
+
+# admin_api addr method path [json]: guichet's admin API with the master key;
+# prints the answer's body, dies unless it is a 2xx.
+admin_api() {
+	local addr=$1 method=$2 path=$3 body=${4:-} out code
+	out=$(curl -sS -w '\n%{http_code}' -X "$method" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		${body:+--data-raw "$body"} "http://$addr$path") || die "$method $path on $addr failed"
+	code=${out##*$'\n'}
+	out=${out%$'\n'*}
+	[[ $code == 2?? ]] || die "$method $path on $addr answered $code: $out"
+	printf '%s\n' "$out"
+}
+json_id() { grep -o '"id":[0-9]*' | head -1 | cut -d: -f2; }
+json_token() { grep -o '"token":"[^"]*"' | head -1 | cut -d'"' -f4; }
+
+# limits_on target: on the target's first start, creates the bench role
+# (rpm, tpm and concurrent limits on the model, too high to refuse
+# anything), its user (with a budget) and the user's key, plus a role that
+# allows 1 request per minute. On every start, proves that limits are
+# enforced: a new throwaway user of that role gets 200, then 429.
+limits_on() {
+	local t=$1 addr uid tok c1 c2 hdr
+	addr=$(addr_of "$t")
+	if [[ -z ${USER_KEY[$t]:-} ]]; then
+		local rid big=1000000000
+		rid=$(admin_api "$addr" POST /v1/admin/roles '{"name":"bench","limits":[{"model":"'$MODEL'","type":"rpm","value":'$big'},{"model":"'$MODEL'","type":"tpm","value":'$big'},{"model":"'$MODEL'","type":"concurrent","value":100000}]}' | json_id)
+		uid=$(admin_api "$addr" POST /v1/admin/users '{"email":"bench@example.org","role":'$rid',"budget":'$BENCH_BUDGET'}' | json_id)
+		USER_KEY[$t]=$(admin_api "$addr" POST /v1/admin/tokens '{"name":"bench","user":'$uid'}' | json_token)
+		RPM1_ROLE[$t]=$(admin_api "$addr" POST /v1/admin/roles '{"name":"bench-rpm1","limits":[{"model":"'$MODEL'","type":"rpm","value":1}]}' | json_id)
+		[[ -n ${USER_KEY[$t]} && -n ${RPM1_ROLE[$t]} ]] || die "$t: could not create the bench user and its key"
+	fi
+	uid=$(admin_api "$addr" POST /v1/admin/users '{"email":"rpm1-'$STACK'@example.org","role":'${RPM1_ROLE[$t]}'}' | json_id)
+	tok=$(admin_api "$addr" POST /v1/admin/tokens '{"name":"rpm1","user":'$uid'}' | json_token)
+	c1=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' --data-raw "$CHAT_BODY" "$(url_of "$t")")
+	c2=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' --data-raw "$CHAT_BODY" "$(url_of "$t")")
+	[[ $c1 == 200 && $c2 == 429 ]] ||
+		die "$t: a user whose role allows 1 request per minute got $c1 then $c2 (want 200 then 429): limits are not on, and measuring them would measure a no-op"
+	# The bench user's requests go through admission: rate-limit headers.
+	hdr=$(curl -s -D - -o /dev/null -H "Authorization: Bearer ${USER_KEY[$t]}" -H 'Content-Type: application/json' --data-raw "$CHAT_BODY" "$(url_of "$t")")
+	[[ $hdr == "HTTP/1.1 200"* ]] && grep -qi '^x-ratelimit-limit-requests: 1000000000' <<<"$hdr" ||
+		die "$t: the bench user's request did not come back 200 with its rate-limit headers: $hdr"
+	[[ -n $(budget_of "$t") ]] || die "$t: /v1/me/info shows no budget for the bench user"
+	log "$t: limits on (1 rpm: 200 then 429; bench user budget $(budget_of "$t"))"
+}
+# budget_of target: the bench user's remaining budget, from /v1/me/info.
+budget_of() {
+	curl -s -H "Authorization: Bearer ${USER_KEY[$1]}" "http://$(addr_of "$1")/v1/me/info" |
+		grep -o '"budget":[-0-9.eE+]*' | cut -d: -f2
 }
 
 # measure kind target extra-json command...: runs the command with CPU and
 # peak-RSS accounting around it and appends one JSON line to $RES. The
 # command must print its own JSON result as the last line of stdout.
+# Redis's CPU (when local) and that of guichet-cluster's PostgreSQL backends
+# are recorded for every target (for the others, it is their idle baseline);
+# for a limited target, the bench user's budget before and after the run,
+# which must have gone down.
 measure() {
 	local kind=$1 target=$2 extra=$3
 	shift 3
 	local pp sp0 sp1 pp0 pp1 m0 m1 i0 i1 c0 t0 t1 out json attempt ours wall foreign
+	local r0 r1 rt pgt p b0=null b1=null
+	local -A pg0=()
 	for attempt in 1 2 3; do
 		alive
 		pp=$(proxy_pids "$target")
+		! limited "$target" || b0=$(budget_of "$target")
+		pg0=()
+		for p in $(pg_pids); do pg0[$p]=0; done
 		wait_quiet
 		reset_hwm $pp
 		children_ticks
@@ -484,37 +573,62 @@ measure() {
 		t0=$(date +%s%N)
 		pp0=$(cpu_ticks $pp)
 		sp0=$(cpu_ticks "$SIM_PID")
+		r0=$([[ -z $REDIS_PID ]] || ticks_of "$REDIS_PID")
+		for p in "${!pg0[@]}"; do pg0[$p]=$(ticks_of "$p"); done
 		run_bg "$@" >"$WORK/out" 2>>"$WORK/$kind-$target.log" ||
 			die "$kind $target failed: $(tail -3 "$WORK/out" "$WORK/$kind-$target.log")"
 		out=$(<"$WORK/out")
 		pp1=$(cpu_ticks $pp)
 		sp1=$(cpu_ticks "$SIM_PID")
+		r1=$([[ -z $REDIS_PID ]] || ticks_of "$REDIS_PID")
+		pgt=0
+		for p in "${!pg0[@]}"; do
+			# a backend that ended during the run takes its ticks with it
+			if [[ -r /proc/$p/stat ]]; then pgt=$((pgt + $(ticks_of "$p") - pg0[$p])); fi
+		done
 		t1=$(date +%s%N)
 		m1=$(task_ticks)
 		i1=$(irq_ticks)
 		children_ticks
+		# backends opened during the run: all their CPU is the run's
+		for p in $(pg_pids); do
+			if [[ -z ${pg0[$p]:-} ]]; then pgt=$((pgt + $(ticks_of "$p"))); fi
+		done
+		[[ -n $SCHEMA ]] || pgt=-1
+		rt=$([[ -n $REDIS_PID ]] && echo $((r1 - r0)) || echo -1)
 		# CPU that other processes took during the run, in % of one core: a
 		# point disturbed by more than 2 × QUIET_MAX is measured again (3 tries
-		# at most, within QUIET_BUDGET).
+		# at most, within QUIET_BUDGET). Redis and PostgreSQL work for
+		# guichet-cluster: not "other processes" in its runs.
 		ours=$((sp1 - sp0 + CHILD_TICKS - c0))
 		[[ $target == direct ]] || ours=$((ours + pp1 - pp0))
+		[[ $target != guichet-cluster ]] || ours=$((ours + (rt > 0 ? rt : 0) + (pgt > 0 ? pgt : 0)))
 		wall=$(((t1 - t0) / 1000000))
 		foreign=$(((m1 - m0 - ours) * 100000 / CLK_TCK / (wall > 0 ? wall : 1)))
 		((foreign > 2 * QUIET_MAX && attempt < 3 && QUIET_SPENT < QUIET_BUDGET)) || break
 		QUIET_SPENT=$((QUIET_SPENT + wall / 1000))
 		log "$kind $target ${extra%,}: other processes took $foreign% of a core during the run: measuring again"
 	done
+	if limited "$target"; then
+		# Settling follows the response closely: give the last ones a moment.
+		sleep 0.2
+		b1=$(budget_of "$target")
+		[[ -n $b0 && -n $b1 ]] || die "$kind $target: /v1/me/info shows no budget"
+		awk -v a="$b0" -v b="$b1" 'BEGIN { exit !(b < a) }' ||
+			die "$kind $target: the bench user's budget did not go down during the run ($b0 → $b1): budgets are not on"
+	fi
 	json=$(tail -1 <<<"$out")
 	json=${json#WRK_JSON }
-	printf '{"kind":"%s","target":"%s",%s"attempt":%d,"proxy_ticks":%d,"sim_ticks":%d,"loadgen_ticks":%d,"machine_ticks":%d,"irq_ticks":%d,"wall_ms":%d,"bg_pct_before":%d,"proxy_hwm_kb":%d,"proxy_rss_kb":%d,"result":%s}\n' \
-		"$kind" "$target" "$extra" "$attempt" $((pp1 - pp0)) $((sp1 - sp0)) $((CHILD_TICKS - c0)) $((m1 - m0)) $((i1 - i0)) "$wall" "$BG_PCT" \
-		"$(status_kb VmHWM $pp)" "$(status_kb VmRSS $pp)" "$json" >>"$RES"
+	printf '{"kind":"%s","target":"%s",%s"attempt":%d,"proxy_ticks":%d,"sim_ticks":%d,"loadgen_ticks":%d,"machine_ticks":%d,"irq_ticks":%d,"redis_ticks":%d,"pg_ticks":%d,"wall_ms":%d,"bg_pct_before":%d,"proxy_hwm_kb":%d,"proxy_rss_kb":%d,"budget_before":%s,"budget_after":%s,"result":%s}\n' \
+		"$kind" "$target" "$extra" "$attempt" $((pp1 - pp0)) $((sp1 - sp0)) $((CHILD_TICKS - c0)) $((m1 - m0)) $((i1 - i0)) "$rt" "$pgt" "$wall" "$BG_PCT" \
+		"$(status_kb VmHWM $pp)" "$(status_kb VmRSS $pp)" "$b0" "$b1" "$json" >>"$RES"
 	log "$kind $target ${extra%,}: $json"
 }
 
 wrk_run() { # target concurrency [duration]; runs under run_bg, hence exec
-	local c=$2
-	BENCH_KEY=$KEY exec wrk -t$((c < 2 ? c : 2)) -c"$c" -d"${3:-$DURATION}" --latency -s "$ROOT/bench/post.lua" "$(url_of "$1")"
+	local c=$2 key
+	key=$(key_of "$1")
+	BENCH_KEY=$key exec wrk -t$((c < 2 ? c : 2)) -c"$c" -d"${3:-$DURATION}" --latency -s "$ROOT/bench/post.lua" "$(url_of "$1")"
 }
 
 # --- machine ------------------------------------------------------------------
@@ -547,7 +661,7 @@ fi
 if phase rate; then
 	log "phase 2/4: constant rate $RATE req/s, open loop, $DURATION"
 	for t in $TARGETS; do
-		measure rate "$t" "" "$BIN/rateload" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -rate "$RATE" -d "$DURATION" -timeline
+		measure rate "$t" "" "$BIN/rateload" -url "$(url_of "$t")" -key "$(key_of "$t")" -model "$MODEL" -rate "$RATE" -d "$DURATION" -timeline
 	done
 fi
 
@@ -556,10 +670,10 @@ if phase stream; then
 	log "phase 3/4: streaming, $STREAMS concurrent streams of $STREAM_TOKENS tokens, $DURATION"
 	start_stack --ttft 0 --itl 0 --output-tokens "$STREAM_TOKENS"
 	for t in $TARGETS; do
-		run_bg "$BIN/streamload" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -c "$STREAMS" -d 2s >/dev/null
+		run_bg "$BIN/streamload" -url "$(url_of "$t")" -key "$(key_of "$t")" -model "$MODEL" -c "$STREAMS" -d 2s >/dev/null
 	done
 	for t in $TARGETS; do
-		measure stream "$t" "" "$BIN/streamload" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -c "$STREAMS" -d "$DURATION"
+		measure stream "$t" "" "$BIN/streamload" -url "$(url_of "$t")" -key "$(key_of "$t")" -model "$MODEL" -c "$STREAMS" -d "$DURATION"
 	done
 fi
 
@@ -585,7 +699,7 @@ for t in $IDLE_TARGETS; do
 	i=0
 	for p in $pp; do pids_flag+=",proxy$i=$p"; i=$((i + 1)); done
 	alive
-	run_bg "$BIN/idlestreams" -url "$(url_of "$t")" -key "$KEY" -model "$MODEL" -n "$idle" -pids "$pids_flag" \
+	run_bg "$BIN/idlestreams" -url "$(url_of "$t")" -key "$(key_of "$t")" -model "$MODEL" -n "$idle" -pids "$pids_flag" \
 		>"$WORK/out" 2>>"$WORK/idle-$t.log" || die "idlestreams $t failed: $(tail -3 "$WORK/out" "$WORK/idle-$t.log")"
 	out=$(<"$WORK/out")
 	sleep 2

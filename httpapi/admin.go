@@ -183,40 +183,18 @@ func (s *Server) listOrganizations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	orgs, err := s.store.Organizations(r.Context(), page)
-	if err != nil {
-		writeError(w, s.storeError(err, "organizations", ""))
-		return
-	}
-	out := make([]Organization, 0, len(orgs))
-	for _, o := range orgs {
-		out = append(out, s.organizationObject(r.Context(), o))
-	}
-	writeJSON(w, http.StatusOK, listOf(out))
-}
-
-func (s *Server) organizationFromPath(w http.ResponseWriter, r *http.Request) *guichet.Organization {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return nil
-	}
-	o, err := s.store.Organization(r.Context(), id)
-	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", id), fmt.Sprintf("organization %d still has users: move them to another organization (or none) first", id)))
-		return nil
-	}
-	return o
+	listed(s, w, r, "organizations", orgs, err, s.organizationObject)
 }
 
 func (s *Server) getOrganization(w http.ResponseWriter, r *http.Request) {
-	if o := s.organizationFromPath(w, r); o != nil {
+	if o, ok := fromPath(s, w, r, "organization", s.store.Organization); ok {
 		writeJSON(w, http.StatusOK, s.organizationObject(r.Context(), o))
 	}
 }
 
 func (s *Server) patchOrganization(w http.ResponseWriter, r *http.Request) {
-	o := s.organizationFromPath(w, r)
-	if o == nil {
+	o, ok := fromPath(s, w, r, "organization", s.store.Organization)
+	if !ok {
 		return
 	}
 	var req OrganizationRequest
@@ -237,19 +215,6 @@ func (s *Server) patchOrganization(w http.ResponseWriter, r *http.Request) {
 		s.forgetBalance(r.Context(), budgetKey('o', o.ID))
 	}
 	writeJSON(w, http.StatusOK, s.organizationObject(r.Context(), o))
-}
-
-func (s *Server) deleteOrganization(w http.ResponseWriter, r *http.Request) {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return
-	}
-	if err := s.store.DeleteOrganization(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("organization %d", id), fmt.Sprintf("organization %d still has users: move them to another organization (or none) first", id)))
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // forgetBalance makes the quota reload a budget an operator changed.
@@ -353,40 +318,18 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	roles, err := s.store.Roles(r.Context(), page)
-	if err != nil {
-		writeError(w, s.storeError(err, "roles", ""))
-		return
-	}
-	out := make([]Role, 0, len(roles))
-	for _, ro := range roles {
-		out = append(out, s.roleObject(r.Context(), ro))
-	}
-	writeJSON(w, http.StatusOK, listOf(out))
-}
-
-func (s *Server) roleFromPath(w http.ResponseWriter, r *http.Request) *guichet.Role {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return nil
-	}
-	ro, err := s.store.Role(r.Context(), id)
-	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("role %d", id), fmt.Sprintf("role %d is still given to users: give them another role first", id)))
-		return nil
-	}
-	return ro
+	listed(s, w, r, "roles", roles, err, s.roleObject)
 }
 
 func (s *Server) getRole(w http.ResponseWriter, r *http.Request) {
-	if ro := s.roleFromPath(w, r); ro != nil {
+	if ro, ok := fromPath(s, w, r, "role", s.store.Role); ok {
 		writeJSON(w, http.StatusOK, s.roleObject(r.Context(), ro))
 	}
 }
 
 func (s *Server) patchRole(w http.ResponseWriter, r *http.Request) {
-	ro := s.roleFromPath(w, r)
-	if ro == nil {
+	ro, ok := fromPath(s, w, r, "role", s.store.Role)
+	if !ok {
 		return
 	}
 	var req RoleRequest
@@ -403,19 +346,6 @@ func (s *Server) patchRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.roleObject(r.Context(), ro))
-}
-
-func (s *Server) deleteRole(w http.ResponseWriter, r *http.Request) {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return
-	}
-	if err := s.store.DeleteRole(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("role %d", id), fmt.Sprintf("role %d is still given to users: give them another role first", id)))
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // ---- users
@@ -525,33 +455,11 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Email = strings.ToLower(strings.TrimSpace(r.URL.Query().Get("email")))
 	users, err := s.store.Users(r.Context(), f, page)
-	if err != nil {
-		writeError(w, s.storeError(err, "users", ""))
-		return
-	}
-	out := make([]User, 0, len(users))
-	for _, u := range users {
-		out = append(out, userObject(u))
-	}
-	writeJSON(w, http.StatusOK, listOf(out))
-}
-
-func (s *Server) userFromPath(w http.ResponseWriter, r *http.Request) *guichet.User {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return nil
-	}
-	u, err := s.store.User(r.Context(), id)
-	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %d", id), ""))
-		return nil
-	}
-	return u
+	listed(s, w, r, "users", users, err, func(_ context.Context, u *guichet.User) User { return userObject(u) })
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
-	if u := s.userFromPath(w, r); u != nil {
+	if u, ok := fromPath(s, w, r, "user", s.store.User); ok {
 		if u.Budget != nil {
 			left := *u.Budget - s.spend.pendingFor('u', u.ID)
 			u.Budget = &left
@@ -561,8 +469,8 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
-	u := s.userFromPath(w, r)
-	if u == nil {
+	u, ok := fromPath(s, w, r, "user", s.store.User)
+	if !ok {
 		return
 	}
 	var req UserRequest
@@ -583,19 +491,6 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) {
 		s.forgetBalance(r.Context(), budgetKey('u', u.ID))
 	}
 	writeJSON(w, http.StatusOK, userObject(u))
-}
-
-func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return
-	}
-	if err := s.store.DeleteUser(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("user %d", id), ""))
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // ---- tokens (keys), admin side
@@ -663,40 +558,18 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keys, err := s.store.Keys(r.Context(), user, page)
-	if err != nil {
-		writeError(w, s.storeError(err, "tokens", ""))
-		return
-	}
-	out := make([]Token, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, tokenObject(k))
-	}
-	writeJSON(w, http.StatusOK, listOf(out))
+	listed(s, w, r, "tokens", keys, err, func(_ context.Context, k *guichet.Key) Token { return tokenObject(k) })
 }
 
 func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return
+	if k, ok := fromPath(s, w, r, "token", s.store.Key); ok {
+		writeJSON(w, http.StatusOK, tokenObject(k))
 	}
-	k, err := s.store.Key(r.Context(), id)
-	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
-		return
-	}
-	writeJSON(w, http.StatusOK, tokenObject(k))
 }
 
 func (s *Server) patchToken(w http.ResponseWriter, r *http.Request) {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return
-	}
-	k, err := s.store.Key(r.Context(), id)
-	if err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
+	k, ok := fromPath(s, w, r, "token", s.store.Key)
+	if !ok {
 		return
 	}
 	var req TokenPatch
@@ -721,7 +594,7 @@ func (s *Server) patchToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.store.UpdateKey(r.Context(), k); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
+		writeError(w, s.storeError(err, fmt.Sprintf("token %d", k.ID), ""))
 		return
 	}
 	writeJSON(w, http.StatusOK, tokenObject(k))
@@ -734,17 +607,4 @@ func (s *Server) checkKeyLifetime(expires *time.Time) *guichet.Error {
 		return errorf(http.StatusUnprocessableEntity, "invalid_value", "expires must be within %d days from now (the operator's cap on key lifetimes)", days).WithParam("expires")
 	}
 	return nil
-}
-
-func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
-	id, gerr := pathID(r, "id")
-	if gerr != nil {
-		writeError(w, gerr)
-		return
-	}
-	if err := s.store.DeleteKey(r.Context(), id); err != nil {
-		writeError(w, s.storeError(err, fmt.Sprintf("token %d", id), ""))
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,6 +119,52 @@ func queryID(r *http.Request, name string) (int64, *guichet.Error) {
 		return 0, errorf(http.StatusUnprocessableEntity, "invalid_value", "%s must be a positive whole number (an id), not %q", name, v).WithParam(name)
 	}
 	return id, nil
+}
+
+// fromPath loads the object whose id is in the path; on failure it has
+// answered the client and ok is false.
+func fromPath[T any](s *Server, w http.ResponseWriter, r *http.Request, what string, get func(context.Context, int64) (T, error)) (obj T, ok bool) {
+	id, gerr := pathID(r, "id")
+	if gerr != nil {
+		writeError(w, gerr)
+		return obj, false
+	}
+	obj, err := get(r.Context(), id)
+	if err != nil {
+		writeError(w, s.storeError(err, fmt.Sprintf("%s %d", what, id), ""))
+		return obj, false
+	}
+	return obj, true
+}
+
+// deleteByID deletes the object whose id is in the path: 204, or the
+// error (conflict says why the store may refuse).
+func (s *Server) deleteByID(what, conflict string, del func(context.Context, int64) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, gerr := pathID(r, "id")
+		if gerr != nil {
+			writeError(w, gerr)
+			return
+		}
+		if err := del(r.Context(), id); err != nil {
+			writeError(w, s.storeError(err, fmt.Sprintf("%s %d", what, id), fmt.Sprintf(conflict, id)))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// listed answers a page of objects, each shown by show.
+func listed[T, O any](s *Server, w http.ResponseWriter, r *http.Request, what string, items []T, err error, show func(context.Context, T) O) {
+	if err != nil {
+		writeError(w, s.storeError(err, what, ""))
+		return
+	}
+	out := make([]O, 0, len(items))
+	for _, it := range items {
+		out = append(out, show(r.Context(), it))
+	}
+	writeJSON(w, http.StatusOK, listOf(out))
 }
 
 // storeError turns a store failure into what the client should read:

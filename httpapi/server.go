@@ -42,9 +42,9 @@ type Options struct {
 	Config *config.Config
 	Models *routing.Registry
 	Logger *slog.Logger
-	// Identity authenticates keys; nil: only MasterKey is accepted.
-	Identity  *identity.Directory
-	MasterKey string // used only when Identity is nil; only its hash is kept
+	// Identity authenticates keys (the master key among them) and holds
+	// the identity store; required.
+	Identity *identity.Directory
 	// Quota admits requests against limits and budgets (default: in process).
 	Quota guichet.Quota
 	// QuotaHealth reports the quota backend's state for /ready and metrics.
@@ -67,16 +67,14 @@ func NewServer(o Options) *Server {
 		quota:    o.Quota,
 		health:   o.QuotaHealth,
 	}
-	if s.identity == nil {
-		s.identity = identity.NewDirectory(nil, o.MasterKey, o.Logger)
+	if s.identity == nil || s.identity.Store() == nil {
+		panic("httpapi: Options.Identity, with a store, is required")
 	}
 	s.store = s.identity.Store()
-	if s.store != nil {
-		var ctx context.Context
-		ctx, s.stop = context.WithCancel(context.Background())
-		s.spend = newSpender(s.store, s.log)
-		go s.spend.run(ctx)
-	}
+	var ctx context.Context
+	ctx, s.stop = context.WithCancel(context.Background())
+	s.spend = newSpender(s.store, s.log)
+	go s.spend.run(ctx)
 	if s.quota == nil {
 		s.quota = quota.NewMemory(nil)
 	}
@@ -96,12 +94,10 @@ func NewServer(o Options) *Server {
 // Close writes what is pending (budget spends) to the store; call it once
 // the HTTP server has shut down.
 func (s *Server) Close() {
-	if s.stop != nil {
-		s.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.spend.flush(ctx)
-	}
+	s.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.spend.flush(ctx)
 }
 
 // Metrics exposes the collectors (for provider health updates).
