@@ -1,5 +1,6 @@
 -- wrk script of bench/run.sh: POST a small non-streaming chat request with
--- the gateway's bearer token (BENCH_KEY; the simulator and nginx ignore it)
+-- the gateway's bearer token (BENCH_KEY: the master key, or for guichet-limits
+-- and guichet-cluster a user's key; the simulator and nginx ignore it)
 -- and print one machine-readable line at the end.
 wrk.method = "POST"
 wrk.body = '{"model":"bench-chat","messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16}'

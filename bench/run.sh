@@ -200,24 +200,27 @@ drop_target() { # target reason: take it out of the run, loudly
 	log "**********************************************************************"
 	log "WARNING: SKIPPING $1: $2"
 	log "**********************************************************************"
-	TARGETS=$(tr ' ' '\n' <<<"$TARGETS" | grep -vx "$1" | tr '\n' ' ')
-	IDLE_TARGETS=$(tr ' ' '\n' <<<"$IDLE_TARGETS" | grep -vx "$1" | tr '\n' ' ')
+	TARGETS=$( (tr ' ' '\n' <<<"$TARGETS" | grep -vx "$1" || true) | tr '\n' ' ')
+	IDLE_TARGETS=$( (tr ' ' '\n' <<<"$IDLE_TARGETS" | grep -vx "$1" || true) | tr '\n' ' ')
 }
-REDIS_PID="" PG_VERSION="" REDIS_VERSION=""
+# cluster_state: checks PostgreSQL and Redis and creates this run's schema;
+# fails, with the reason in WHY, when it cannot.
+REDIS_PID="" PG_VERSION="" REDIS_VERSION="" WHY=""
+cluster_state() {
+	local v
+	command -v psql >/dev/null && command -v redis-cli >/dev/null ||
+		{ WHY="psql or redis-cli is not installed (apt-get install postgresql-client redis-tools)"; return 1; }
+	v=$(PGCONNECT_TIMEOUT=5 psql -Atq "$PG_URL" -c 'show server_version' 2>&1) ||
+		{ WHY="PostgreSQL at $PG_URL does not answer: $v"; return 1; }
+	[[ $(timeout 5 redis-cli -u "$REDIS_URL" ping 2>&1) == PONG ]] ||
+		{ WHY="Redis at $REDIS_URL does not answer PING"; return 1; }
+	PG_VERSION=${v%% *}
+	v=$(PGCONNECT_TIMEOUT=5 psql -q "$PG_URL" -c "create schema bench_$RUN_ID" 2>&1) ||
+		{ WHY="could not create the schema bench_$RUN_ID: $v"; return 1; }
+	SCHEMA=bench_$RUN_ID
+}
 if wants guichet-cluster; then
-	if ! command -v psql >/dev/null || ! command -v redis-cli >/dev/null; then
-		drop_target guichet-cluster "psql or redis-cli is not installed (apt-get install postgresql-client redis-tools)"
-	elif ! PG_VERSION=$(PGCONNECT_TIMEOUT=5 psql -Atq "$PG_URL" -c 'show server_version' 2>&1); then
-		drop_target guichet-cluster "PostgreSQL at $PG_URL does not answer: $PG_VERSION"
-	elif [[ $(timeout 5 redis-cli -u "$REDIS_URL" ping 2>&1) != PONG ]]; then
-		drop_target guichet-cluster "Redis at $REDIS_URL does not answer PING"
-	else
-		SCHEMA=bench_$RUN_ID
-		if ! PGCONNECT_TIMEOUT=5 psql -q "$PG_URL" -c "create schema $SCHEMA" >/dev/null; then
-			SCHEMA=""
-			drop_target guichet-cluster "could not create the schema bench_$RUN_ID in $PG_URL"
-		fi
-		PG_VERSION=${PG_VERSION%% *}
+	if cluster_state; then
 		REDIS_VERSION=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^redis_version://p')
 		# Redis's CPU is measured when it runs on this machine, in this pid namespace.
 		REDIS_PID=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | sed -n 's/^process_id://p')
@@ -226,6 +229,9 @@ if wants guichet-cluster; then
 			REDIS_PID=""
 		fi
 		log "guichet-cluster: PostgreSQL $PG_VERSION schema $SCHEMA, Redis $REDIS_VERSION prefix $REDIS_PREFIX (redis-server pid ${REDIS_PID:-not local})"
+	else
+		PG_VERSION=""
+		drop_target guichet-cluster "$WHY"
 	fi
 fi
 # The DSN of guichet-cluster: its own schema, and an application_name by
@@ -390,7 +396,11 @@ wait_quiet() {
 	done
 }
 
-# start_stack sim-flags...: a fresh simulator, nginx and guichet in front of it.
+# start_stack sim-flags...: a fresh simulator, nginx, goproxy and guichet in
+# front of it, plus guichet-limits and guichet-cluster when STACK_TARGETS
+# has them.
+STACK_TARGETS=$TARGETS
+in_stack() { [[ " $STACK_TARGETS " == *" $1 "* ]]; }
 STACK=0
 start_stack() {
 	stop_all
@@ -443,14 +453,14 @@ start_stack() {
 	start_guichet guichet
 	GUICHET_PID=$STARTED_PID GUICHET_ADDR=$STARTED_ADDR
 	local up="guichet $GUICHET_ADDR (pid $GUICHET_PID)"
-	if wants guichet-limits; then
+	if in_stack guichet-limits; then
 		guichet_config guichet-limits "$WORK/data-limits"
 		start_guichet guichet-limits
 		LIMITS_PID=$STARTED_PID LIMITS_ADDR=$STARTED_ADDR
 		limits_on guichet-limits
 		up+=", guichet-limits $LIMITS_ADDR (pid $LIMITS_PID)"
 	fi
-	if wants guichet-cluster; then
+	if in_stack guichet-cluster; then
 		guichet_config guichet-cluster "$WORK/data-cluster" "$(printf 'storage:\n  postgres: "%s"\n  redis: "%s"\n  redis_prefix: "%s"' "$(cluster_dsn)" "$REDIS_URL" "$REDIS_PREFIX")"
 		start_guichet guichet-cluster
 		CLUSTER_PID=$STARTED_PID CLUSTER_ADDR=$STARTED_ADDR
@@ -633,11 +643,13 @@ wrk_run() { # target concurrency [duration]; runs under run_bg, hence exec
 
 # --- machine ------------------------------------------------------------------
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-printf '{"kind":"meta","nproc":%d,"cpu":"%s","go":"%s","nginx":"%s","wrk":"%s","kernel":"%s","date":"%s","duration":"%s","clk_tck":%d,"nofile":%d,"streams":%d,"stream_tokens":%d,"rate":%s,"quiet_max":%d,"commit":"%s"}\n' \
+printf '{"kind":"meta","nproc":%d,"cpu":"%s","go":"%s","nginx":"%s","wrk":"%s","kernel":"%s","date":"%s","duration":"%s","clk_tck":%d,"nofile":%d,"streams":%d,"stream_tokens":%d,"rate":%s,"quiet_max":%d,"commit":"%s","targets":"%s","postgres":"%s","redis":"%s","redis_local":%s,"cost_prompt":%s,"cost_completion":%s,"budget":%s}\n' \
 	"$(nproc)" "$CPU_MODEL" "$(go env GOVERSION)" "$(nginx -v 2>&1 | sed 's#.*/##')" \
 	"$(wrk -v 2>&1 | awk 'NR==1 { print $2 }')" "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)" \
 	"$DURATION" "$CLK_TCK" "$NOFILE" "$STREAMS" "$STREAM_TOKENS" "$RATE" "$QUIET_MAX" \
-	"$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git status --porcelain 2>/dev/null | grep -q . && echo +dirty)" >>"$RES"
+	"$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git status --porcelain 2>/dev/null | grep -q . && echo +dirty)" \
+	"$(echo $TARGETS)" "$PG_VERSION" "$REDIS_VERSION" "$([[ -n $REDIS_PID ]] && echo true || echo false)" \
+	"$COST_PROMPT" "$COST_COMPLETION" "$BENCH_BUDGET" >>"$RES"
 
 # --- 1. non-streaming, closed loop (wrk) ---------------------------------------
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
@@ -689,6 +701,7 @@ fi
 phase idle || IDLE_TARGETS=""
 [[ -z $IDLE_TARGETS ]] || log "phase 4/4: $idle idle streams (sim --ttft 1s --itl 30s), targets: $IDLE_TARGETS"
 for t in $IDLE_TARGETS; do
+	STACK_TARGETS=$t
 	start_stack --ttft 1s --itl 30s --output-tokens 4
 	wait_quiet
 	pp=$(proxy_pids "$t")

@@ -93,13 +93,15 @@ func run() error {
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	// Signals are caught before the address is announced: whoever reads
+	// it may stop the simulator at once.
+	stop, cancelSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancelSignals()
 	fmt.Fprintf(os.Stderr, "guichet-sim (an upstream simulator, not a model) listening on http://%s serving %s\n",
 		ln.Addr(), strings.Join(cfg.Models, ","))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	stop, cancelSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancelSignals()
 	select {
 	case err := <-served:
 		return err

@@ -1,7 +1,9 @@
 // Command benchreport turns the JSON lines that bench/run.sh records (one
 // per measurement) into the Markdown report: a summary of guichet against
-// nginx and a bare Go reverse proxy, then one table per phase. Arithmetic
-// lives here rather than in the shell.
+// nginx and a bare Go reverse proxy, what identity and quotas cost (guichet
+// with the master key against guichet with a user's key, embedded and in
+// cluster mode), then one table per phase. Arithmetic lives here rather
+// than in the shell.
 package main
 
 import (
@@ -33,6 +35,14 @@ type meta struct {
 	Rate         float64 `json:"rate"`
 	QuietMax     int     `json:"quiet_max"`
 	Commit       string  `json:"commit"`
+	// since guichet-limits and guichet-cluster
+	Targets        string  `json:"targets"`
+	Postgres       string  `json:"postgres"`
+	Redis          string  `json:"redis"`
+	RedisLocal     bool    `json:"redis_local"`
+	CostPrompt     float64 `json:"cost_prompt"`
+	CostCompletion float64 `json:"cost_completion"`
+	Budget         float64 `json:"budget"`
 }
 
 // record is one line of results.jsonl.
@@ -48,6 +58,13 @@ type record struct {
 	WallMS       float64         `json:"wall_ms"`
 	ProxyHWMKB   float64         `json:"proxy_hwm_kb"`
 	Result       json.RawMessage `json:"result"`
+	// Redis's CPU and that of guichet-cluster's PostgreSQL backends during
+	// the run, whatever the target (-1 or absent: not measured); the bench
+	// user's budget before and after the run, for the limited targets.
+	RedisTicks   *float64 `json:"redis_ticks"`
+	PGTicks      *float64 `json:"pg_ticks"`
+	BudgetBefore *float64 `json:"budget_before"`
+	BudgetAfter  *float64 `json:"budget_after"`
 
 	// idle only
 	Requested     int             `json:"requested"`
@@ -126,7 +143,26 @@ func proxy(m map[string]procInfo) (rss float64, fds int) {
 	return
 }
 
-var order = []string{"direct", "nginx", "goproxy", "guichet"}
+var order = []string{"direct", "nginx", "goproxy", "guichet", "guichet-limits", "guichet-cluster"}
+
+// cluster is the target whose work is shared with Redis and PostgreSQL.
+const cluster = "guichet-cluster"
+
+// ticks reads an optional tick count: NaN when it was not measured.
+func ticks(v *float64) float64 {
+	if v == nil || *v < 0 {
+		return math.NaN()
+	}
+	return *v
+}
+
+// zero is v, or 0 when v was not measured.
+func zero(v float64) float64 {
+	if math.IsNaN(v) {
+		return 0
+	}
+	return v
+}
 
 func main() {
 	in := flag.String("in", "results.jsonl", "JSON lines written by bench/run.sh")
@@ -189,6 +225,16 @@ func (r *report) targets(kind string) []string {
 	return out
 }
 
+// has reports whether target was measured in any phase.
+func (r *report) has(target string) bool {
+	for _, byTarget := range r.runs {
+		if _, ok := byTarget[target]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // usPer is CPU microseconds per unit of work.
 func (r *report) usPer(ticks, n float64) float64 {
 	if n <= 0 {
@@ -206,6 +252,9 @@ func (r *report) foreign(x record) float64 {
 	ours := x.ProxyTicks + x.SimTicks + x.LoadgenTicks
 	if x.Target == "direct" {
 		ours = x.SimTicks + x.LoadgenTicks
+	}
+	if x.Target == cluster { // Redis and PostgreSQL work for it
+		ours += zero(ticks(x.RedisTicks)) + zero(ticks(x.PGTicks))
 	}
 	return max(0, x.MachineTicks-ours) * 100 / float64(r.m.ClkTck) / (x.WallMS / 1000)
 }
@@ -244,13 +293,24 @@ func (r *report) write(recs []record) {
 	r.p("Targets: **direct** = the simulator (guichet-sim, zero latency) without proxy; ")
 	r.p("**nginx** = nginx `proxy_pass`, `worker_processes auto` (%d workers), `access_log off`, upstream `keepalive 256`, `proxy_http_version 1.1`, `proxy_buffering off`, `keepalive_requests 1000000`; ", m.Nproc)
 	r.p("**goproxy** = `bench/cmd/goproxy`, Go's `httputil.ReverseProxy` plus a bearer-key check: the floor of any Go gateway; ")
-	r.p("**guichet** = guichet with auth on (master key), one `vllm` provider. Go processes run with the default `GOMAXPROCS` (= %d); nothing is pinned to a core.\n\n", m.Nproc)
+	r.p("**guichet** = guichet with auth on (master key, which bypasses identity, rate limits and budgets), one `vllm` provider; ")
+	if r.has("guichet-limits") {
+		r.p("**guichet-limits** = the same guichet, embedded (SQLite, quotas in process), called with a user's key: its role limits the model (rpm, tpm, concurrent: too high to refuse anything) and the user has a budget, so each request is authenticated, admitted, counted and charged; ")
+	}
+	if r.has(cluster) {
+		r.p("**guichet-cluster** = the same user set-up in cluster mode: PostgreSQL%s and Redis%s (one Redis script call per admission, one per settle); its CPU column is the guichet process only, Redis's and PostgreSQL's are in the table below. ", ver(m.Postgres), ver(m.Redis))
+	}
+	if m.CostPrompt > 0 || m.CostCompletion > 0 {
+		r.p("Every guichet has the same model, with costs (%g and %g per million prompt and completion tokens). ", m.CostPrompt, m.CostCompletion)
+	}
+	r.p("Go processes run with the default `GOMAXPROCS` (= %d); nothing is pinned to a core.\n\n", m.Nproc)
 	r.p("CPU = utime+stime from `/proc/PID/stat` (nginx: master + workers) over the run, divided by the requests (or streams) completed. ")
 	r.p("Latencies are wrk's (closed loop) except in the constant-rate table (open loop, from the scheduled send time). Added latency = target minus direct at the same load. ")
 	r.p("*foreign* = CPU used during the run by processes other than the load generator, the proxy and the simulator (plus hypervisor steal), in %% of one core; the harness waits for it to fall under %d%% before each point. ", m.QuietMax)
 	r.p("Not counted anywhere: the kernel's irq/softirq time, where most loopback TCP work happens; it is the same for every proxy (same bytes, same connections) and is in the raw results (`irq_ticks`).\n\n")
 
 	r.summary(cs)
+	r.costTable(cs)
 	r.wrkTable(cs)
 	r.rateTable()
 	r.streamTable()
@@ -268,6 +328,11 @@ func (r *report) write(recs []record) {
 func (r *report) summary(cs []int) {
 	var b strings.Builder
 	proxies := []string{"nginx", "goproxy", "guichet"}
+	for _, t := range []string{"guichet-limits", cluster} {
+		if r.has(t) {
+			proxies = append(proxies, t)
+		}
+	}
 	row := func(metric string, v map[string]float64, unit string) {
 		fmt.Fprintf(&b, "| %s |", metric)
 		for _, t := range proxies {
@@ -276,9 +341,18 @@ func (r *report) summary(cs []int) {
 		fmt.Fprintf(&b, " %s | %s |\n", ratio(v["guichet"], v["nginx"]), ratio(v["guichet"], v["goproxy"]))
 	}
 	nan := func() map[string]float64 {
-		return map[string]float64{"nginx": math.NaN(), "goproxy": math.NaN(), "guichet": math.NaN()}
+		v := map[string]float64{}
+		for _, t := range proxies {
+			v[t] = math.NaN()
+		}
+		return v
 	}
-	b.WriteString("| metric | nginx | goproxy | guichet | guichet ÷ nginx | guichet ÷ goproxy |\n|---|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| metric |")
+	for _, t := range proxies {
+		fmt.Fprintf(&b, " %s |", t)
+	}
+	b.WriteString(" guichet ÷ nginx | guichet ÷ goproxy |\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(proxies)+2) + "\n")
 
 	for _, c := range cs {
 		v := nan()
@@ -390,7 +464,129 @@ func (r *report) summary(cs []int) {
 		row(fmt.Sprintf("RSS holding %d idle streams (MB)", n), held, "")
 		row("RSS per idle stream (KB)", per, "")
 	}
-	r.p("## Summary\n\n%s\n", b.String())
+	r.p("## Summary\n\n")
+	if len(proxies) > 3 {
+		r.p("guichet-cluster's CPU here is the guichet process alone; with Redis and PostgreSQL, see the next table.\n\n")
+	}
+	r.p("%s\n", b.String())
+}
+
+// work is what a run completed: requests, or streams for the stream phase.
+func work(x record) float64 {
+	switch x.Kind {
+	case "wrk":
+		var w wrkResult
+		json.Unmarshal(x.Result, &w)
+		return w.Requests
+	case "rate":
+		var w rateResult
+		json.Unmarshal(x.Result, &w)
+		return float64(w.OK)
+	case "stream":
+		var s streamResult
+		json.Unmarshal(x.Result, &s)
+		return s.Streams
+	}
+	return math.NaN()
+}
+
+// costTable is what identity and quotas cost: CPU per request of guichet
+// with the master key (no identity or quota work), with a user's key in
+// embedded mode, and in cluster mode with Redis's and PostgreSQL's share.
+func (r *report) costTable(cs []int) {
+	hasC := r.has(cluster)
+	if !r.has("guichet-limits") && !hasC {
+		return
+	}
+	type point struct {
+		kind, label string
+		c           int
+	}
+	var points []point
+	for _, c := range cs {
+		points = append(points, point{"wrk", fmt.Sprintf("wrk C=%d, per request", c), c})
+	}
+	if _, ok := r.runs["rate"]; ok {
+		points = append(points, point{"rate", fmt.Sprintf("%.0f req/s, per request", r.m.Rate), 0})
+	}
+	if _, ok := r.runs["stream"]; ok {
+		points = append(points, point{"stream", fmt.Sprintf("%d streams, per stream of %d tokens", r.m.Streams, r.m.StreamTokens), 0})
+	}
+	r.p("## What identity and quotas cost\n\n")
+	r.p("CPU µs per request (per stream in the last row) at the same load. *guichet* uses the master key, which skips identity, rate limits and budgets; ")
+	r.p("*guichet-limits* and *guichet-cluster* use a user's key: key lookup, role limits (rpm, tpm, concurrent) admitted before and settled after each request, the budget reserved and charged. ")
+	r.p("*Redis* = redis-server's CPU during guichet-cluster's run (all of it: its idle work too); *PostgreSQL* = the backends of guichet-cluster's connections (the spends written once a second, the identity version polled once a second; the WAL writer and checkpointer are not counted). ")
+	r.p("*cluster total* = guichet-cluster + Redis + PostgreSQL. *charged* = how much the bench user's budget went down during the run (`/v1/me/info`), in millionths of a currency unit per request: proof that each request was charged.\n\n")
+	r.p("| load | guichet (master key) | guichet-limits | guichet-cluster | Redis | PostgreSQL | cluster total | limits − guichet | cluster − guichet | cluster total − guichet | charged, limits / cluster (10⁻⁶) |\n")
+	r.p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	cpu := func(kind, t string, c int) (float64, record, bool) {
+		x, ok := r.get(kind, t, c)
+		if !ok {
+			return math.NaN(), x, false
+		}
+		return r.usPer(x.ProxyTicks, work(x)), x, true
+	}
+	charged := func(kind, t string, c int) string {
+		x, ok := r.get(kind, t, c)
+		if !ok || x.BudgetBefore == nil || x.BudgetAfter == nil {
+			return "—"
+		}
+		n := work(x)
+		v := (*x.BudgetBefore - *x.BudgetAfter) / n * 1e6
+		if !(v > 0) {
+			r.note("%s %s: the bench user's budget did not go down (%g → %g): that run did not charge budgets", kind, t, *x.BudgetBefore, *x.BudgetAfter)
+		}
+		return num(v, "")
+	}
+	sub := func(a, b float64) string {
+		if math.IsNaN(a) || math.IsNaN(b) {
+			return "—"
+		}
+		return fmt.Sprintf("%+.1f (%+.0f%%)", a-b, (a-b)/b*100)
+	}
+	for _, pt := range points {
+		g, _, _ := cpu(pt.kind, "guichet", pt.c)
+		l, _, _ := cpu(pt.kind, "guichet-limits", pt.c)
+		cl, x, ok := cpu(pt.kind, cluster, pt.c)
+		redis, pg := math.NaN(), math.NaN()
+		if ok {
+			redis = r.usPer(ticks(x.RedisTicks), work(x))
+			pg = r.usPer(ticks(x.PGTicks), work(x))
+		}
+		total := cl + zero(redis) + zero(pg)
+		r.p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", pt.label,
+			num(g, ""), num(l, ""), num(cl, ""), num(redis, ""), num(pg, ""), num(total, ""),
+			sub(l, g), sub(cl, g), sub(total, g), charged(pt.kind, "guichet-limits", pt.c), charged(pt.kind, cluster, pt.c))
+	}
+	// Redis's idle work, seen while the other targets ran.
+	var rt, wall float64
+	for _, byC := range r.runs {
+		for t, xs := range byC {
+			if t == cluster {
+				continue
+			}
+			for _, x := range xs {
+				if v := ticks(x.RedisTicks); !math.IsNaN(v) && x.WallMS > 0 {
+					rt += v
+					wall += x.WallMS
+				}
+			}
+		}
+	}
+	r.p("\n")
+	if wall > 0 {
+		r.p("While the other targets ran, Redis used %.1f%% of a core (its idle baseline, also in its column above).\n\n", rt*100/float64(r.m.ClkTck)/(wall/1000))
+	} else if hasC {
+		r.p("Redis's CPU was not measured (it does not run on this machine, or in this pid namespace).\n\n")
+	}
+}
+
+// ver is " VERSION" or nothing.
+func ver(v string) string {
+	if v == "" {
+		return ""
+	}
+	return " " + v
 }
 
 func (r *report) wrkTable(cs []int) {
