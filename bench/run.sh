@@ -318,6 +318,12 @@ pg_pids() {
 	done
 	return 0
 }
+# redis_used_kb: Redis's used_memory now (-1 without guichet-cluster).
+redis_used_kb() {
+	local b
+	[[ -n $SCHEMA ]] && b=$(timeout 5 redis-cli -u "$REDIS_URL" info memory 2>/dev/null | tr -d '\r' | sed -n 's/^used_memory://p')
+	echo $((${b:--1024} / 1024))
+}
 # status_kb field pid...: VmRSS or VmHWM, summed over the pids.
 status_kb() {
 	local field=$1 p t=0 v
@@ -629,8 +635,8 @@ measure() {
 	fi
 	json=$(tail -1 <<<"$out")
 	json=${json#WRK_JSON }
-	printf '{"kind":"%s","target":"%s",%s"attempt":%d,"proxy_ticks":%d,"sim_ticks":%d,"loadgen_ticks":%d,"machine_ticks":%d,"irq_ticks":%d,"redis_ticks":%d,"pg_ticks":%d,"wall_ms":%d,"bg_pct_before":%d,"proxy_hwm_kb":%d,"proxy_rss_kb":%d,"budget_before":%s,"budget_after":%s,"result":%s}\n' \
-		"$kind" "$target" "$extra" "$attempt" $((pp1 - pp0)) $((sp1 - sp0)) $((CHILD_TICKS - c0)) $((m1 - m0)) $((i1 - i0)) "$rt" "$pgt" "$wall" "$BG_PCT" \
+	printf '{"kind":"%s","target":"%s",%s"attempt":%d,"proxy_ticks":%d,"sim_ticks":%d,"loadgen_ticks":%d,"machine_ticks":%d,"irq_ticks":%d,"redis_ticks":%d,"pg_ticks":%d,"redis_used_kb":%d,"wall_ms":%d,"bg_pct_before":%d,"proxy_hwm_kb":%d,"proxy_rss_kb":%d,"budget_before":%s,"budget_after":%s,"result":%s}\n' \
+		"$kind" "$target" "$extra" "$attempt" $((pp1 - pp0)) $((sp1 - sp0)) $((CHILD_TICKS - c0)) $((m1 - m0)) $((i1 - i0)) "$rt" "$pgt" "$(redis_used_kb)" "$wall" "$BG_PCT" \
 		"$(status_kb VmHWM $pp)" "$(status_kb VmRSS $pp)" "$b0" "$b1" "$json" >>"$RES"
 	log "$kind $target ${extra%,}: $json"
 }
@@ -643,13 +649,13 @@ wrk_run() { # target concurrency [duration]; runs under run_bg, hence exec
 
 # --- machine ------------------------------------------------------------------
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-printf '{"kind":"meta","nproc":%d,"cpu":"%s","go":"%s","nginx":"%s","wrk":"%s","kernel":"%s","date":"%s","duration":"%s","clk_tck":%d,"nofile":%d,"streams":%d,"stream_tokens":%d,"rate":%s,"quiet_max":%d,"commit":"%s","targets":"%s","postgres":"%s","redis":"%s","redis_local":%s,"cost_prompt":%s,"cost_completion":%s,"budget":%s}\n' \
+printf '{"kind":"meta","nproc":%d,"cpu":"%s","go":"%s","nginx":"%s","wrk":"%s","kernel":"%s","date":"%s","duration":"%s","clk_tck":%d,"nofile":%d,"streams":%d,"stream_tokens":%d,"rate":%s,"quiet_max":%d,"commit":"%s","targets":"%s","postgres":"%s","redis":"%s","redis_local":%s,"cost_prompt":%s,"cost_completion":%s,"budget":%s,"redis_used_kb_start":%d}\n' \
 	"$(nproc)" "$CPU_MODEL" "$(go env GOVERSION)" "$(nginx -v 2>&1 | sed 's#.*/##')" \
 	"$(wrk -v 2>&1 | awk 'NR==1 { print $2 }')" "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)" \
 	"$DURATION" "$CLK_TCK" "$NOFILE" "$STREAMS" "$STREAM_TOKENS" "$RATE" "$QUIET_MAX" \
 	"$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git status --porcelain 2>/dev/null | grep -q . && echo +dirty)" \
 	"$(echo $TARGETS)" "$PG_VERSION" "$REDIS_VERSION" "$([[ -n $REDIS_PID ]] && echo true || echo false)" \
-	"$COST_PROMPT" "$COST_COMPLETION" "$BENCH_BUDGET" >>"$RES"
+	"$COST_PROMPT" "$COST_COMPLETION" "$BENCH_BUDGET" "$(redis_used_kb)" >>"$RES"
 
 # --- 1. non-streaming, closed loop (wrk) ---------------------------------------
 phase() { [[ " $PHASES " == *" $1 "* ]]; }

@@ -43,6 +43,7 @@ type meta struct {
 	CostPrompt     float64 `json:"cost_prompt"`
 	CostCompletion float64 `json:"cost_completion"`
 	Budget         float64 `json:"budget"`
+	RedisKBStart   float64 `json:"redis_used_kb_start"`
 }
 
 // record is one line of results.jsonl.
@@ -63,6 +64,7 @@ type record struct {
 	// user's budget before and after the run, for the limited targets.
 	RedisTicks   *float64 `json:"redis_ticks"`
 	PGTicks      *float64 `json:"pg_ticks"`
+	RedisUsedKB  *float64 `json:"redis_used_kb"` // Redis's used_memory after the run
 	BudgetBefore *float64 `json:"budget_before"`
 	BudgetAfter  *float64 `json:"budget_after"`
 
@@ -516,7 +518,11 @@ func (r *report) costTable(cs []int) {
 	r.p("CPU µs per request (per stream in the last row) at the same load. *guichet* uses the master key, which skips identity, rate limits and budgets; ")
 	r.p("*guichet-limits* and *guichet-cluster* use a user's key: key lookup, role limits (rpm, tpm, concurrent) admitted before and settled after each request, the budget reserved and charged. ")
 	r.p("*Redis* = redis-server's CPU during guichet-cluster's run (all of it: its idle work too); *PostgreSQL* = the backends of guichet-cluster's connections (the spends written once a second, the identity version polled once a second; the WAL writer and checkpointer are not counted). ")
-	r.p("*cluster total* = guichet-cluster + Redis + PostgreSQL. *charged* = how much the bench user's budget went down during the run (`/v1/me/info`), in millionths of a currency unit per request: proof that each request was charged.\n\n")
+	r.p("*cluster total* = guichet-cluster + Redis + PostgreSQL. *charged* = how much the bench user's budget went down during the run (`/v1/me/info`), in millionths of a currency unit per request: proof that each request was charged")
+	if _, ok := r.runs["rate"]; ok {
+		r.p(" (in the constant-rate row, rateload's 1 s warm-up, sent at the same rate but not counted, is charged too: about 10%% more than in the wrk rows; its CPU is in every target's constant-rate CPU as well)")
+	}
+	r.p(".\n\n")
 	r.p("| load | guichet (master key) | guichet-limits | guichet-cluster | Redis | PostgreSQL | cluster total | limits − guichet | cluster − guichet | cluster total − guichet | charged, limits / cluster (10⁻⁶) |\n")
 	r.p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	cpu := func(kind, t string, c int) (float64, record, bool) {
@@ -558,6 +564,14 @@ func (r *report) costTable(cs []int) {
 			num(g, ""), num(l, ""), num(cl, ""), num(redis, ""), num(pg, ""), num(total, ""),
 			sub(l, g), sub(cl, g), sub(total, g), charged(pt.kind, "guichet-limits", pt.c), charged(pt.kind, cluster, pt.c))
 	}
+	// Redis's memory: the logs of rate limits hold one entry per request
+	// and window.
+	var mem []string
+	for _, pt := range points {
+		if x, ok := r.get(pt.kind, cluster, pt.c); ok && !math.IsNaN(ticks(x.RedisUsedKB)) {
+			mem = append(mem, fmt.Sprintf("%.1f after %s", *x.RedisUsedKB/1024, strings.TrimSuffix(strings.TrimSuffix(pt.label, ", per request"), ", per stream of "+fmt.Sprint(r.m.StreamTokens)+" tokens")))
+		}
+	}
 	// Redis's idle work, seen while the other targets ran.
 	var rt, wall float64
 	for _, byC := range r.runs {
@@ -574,6 +588,9 @@ func (r *report) costTable(cs []int) {
 		}
 	}
 	r.p("\n")
+	if len(mem) > 0 {
+		r.p("Redis's `used_memory` (MB): %.1f at the start; %s (rate limits keep one log entry per request for the length of their window).\n\n", r.m.RedisKBStart/1024, strings.Join(mem, ", "))
+	}
 	if wall > 0 {
 		r.p("While the other targets ran, Redis used %.1f%% of a core (its idle baseline, also in its column above).\n\n", rt*100/float64(r.m.ClkTck)/(wall/1000))
 	} else if hasC {
