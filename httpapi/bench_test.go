@@ -65,12 +65,22 @@ func BenchmarkChat(b *testing.B)       { benchChat(b, false) }
 func BenchmarkChatStream(b *testing.B) { benchChat(b, true) }
 
 // BenchmarkAdmissionSteps is what identity and quotas add to a request in
-// embedded mode: authenticate a user key (from memory), admit it against
-// an rpm, a tpm and a concurrency limit and a budget reservation (input
-// tokens estimated), then settle. go test -bench AdmissionSteps ./httpapi
+// embedded mode: authenticate a user key (from memory), admit it, then
+// settle. "all" has an rpm, a tpm and a concurrency limit and a budget
+// (so the input tokens are estimated); "requests" has rpm and concurrency
+// only (no estimate). go test -bench AdmissionSteps -cpu 1 ./httpapi
 func BenchmarkAdmissionSteps(b *testing.B) {
-	tn := newTenancy(b, `[{"model":"chat","type":"rpm","value":1000000000},{"model":"chat","type":"tpm","value":1000000000},{"model":"chat","type":"concurrent","value":1000}]`)
-	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), `{"budget":1000000}`, 200)
+	for _, c := range []struct{ name, limits, budget string }{
+		{"all", `[{"model":"chat","type":"rpm","value":1000000000},{"model":"chat","type":"tpm","value":1000000000},{"model":"chat","type":"concurrent","value":1000}]`, `{"budget":1000000}`},
+		{"requests", `[{"model":"chat","type":"rpm","value":1000000000},{"model":"chat","type":"concurrent","value":1000}]`, `{"budget":null}`},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchAdmission(b, c.limits, c.budget) })
+	}
+}
+
+func benchAdmission(b *testing.B, limits, budget string) {
+	tn := newTenancy(b, limits)
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), budget, 200)
 	s := tn.s
 	model := s.models.Lookup("chat")
 	// The system prompt repeats (as in a real product); the question
@@ -99,5 +109,33 @@ func BenchmarkAdmissionSteps(b *testing.B) {
 		}
 		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16
 		s.release(x, 200)
+	}
+}
+
+// BenchmarkChatAsLimitedUser is BenchmarkChat with a user key whose role
+// has rpm, tpm and concurrency limits and whose user has a budget: the
+// difference is what identity and quotas cost a whole request.
+func BenchmarkChatAsLimitedUser(b *testing.B) {
+	tn := newTenancy(b, `[{"model":"chat","type":"rpm","value":1000000000},{"model":"chat","type":"tpm","value":1000000000},{"model":"chat","type":"concurrent","value":1000}]`)
+	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/users/%d", tn.aliceID), `{"budget":1000000}`, 200)
+	body := `{"model":"chat","messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16}`
+	b.ReportAllocs()
+	for b.Loop() {
+		if w := tn.do(tn.alice, "POST", "/v1/chat/completions", body); w.Code != 200 {
+			b.Fatalf("status %d %s", w.Code, w.Body)
+		}
+	}
+}
+
+// BenchmarkChatAsMaster is the same request with the master key (no
+// limits, no budget), through the same in-process server.
+func BenchmarkChatAsMaster(b *testing.B) {
+	tn := newTenancy(b, `[]`)
+	body := `{"model":"chat","messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16}`
+	b.ReportAllocs()
+	for b.Loop() {
+		if w := tn.do(key, "POST", "/v1/chat/completions", body); w.Code != 200 {
+			b.Fatalf("status %d %s", w.Code, w.Body)
+		}
 	}
 }
