@@ -263,3 +263,62 @@ func TestClusterRevocationReachesEveryReplica(t *testing.T) {
 	}
 	t.Logf("revocation seen by every replica %s after it", time.Since(revoked))
 }
+
+// TestRedisDownNeverFailsOpen: with Redis unreachable, a replica in
+// fail_closed mode refuses limited requests (503), one in local mode
+// limits on its own; both say so in /ready, /metrics and the logs.
+func TestRedisDownNeverFailsOpen(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	sim := startSim(t, "--model", "m")
+	dir := t.TempDir()
+	write := func(name, mode string) string {
+		path := filepath.Join(dir, name)
+		cfg := fmt.Sprintf("storage:\n  postgres: %q\n  redis: redis://127.0.0.1:1/0\nlimits:\n  on_redis_down: %s\nmodels:\n  - name: chat\n    type: text-generation\n    providers:\n%s", dsn, mode, provider("vllm", sim, "m"))
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	closed, local := write("closed.yml", "fail_closed"), write("local.yml", "local")
+	out, err := exec.Command(filepath.Join(bin, "guichet"), "admin", "--config", closed, "--data", dir, "init").CombinedOutput()
+	if err != nil {
+		t.Fatalf("guichet admin init: %v\n%s", err, out)
+	}
+	c := &cluster{t: t, admin: regexp.MustCompile(`sk-[0-9A-Za-z]{43}`).FindString(string(out))}
+	for _, path := range []string{closed, local} {
+		c.replicas = append(c.replicas, start(t, guichetListening, []string{"GUICHET_MASTER_KEY=" + masterKey},
+			"guichet", "serve", "--config", path, "--listen", "127.0.0.1:0", "--data", t.TempDir()))
+	}
+	_, key := c.user(`[{"model":"chat","type":"rpm","value":2}]`, "null")
+	chat := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":4}`
+
+	// fail_closed: refused, never let through.
+	code, body := c.call(0, key, "POST", "/v1/chat/completions", chat)
+	if code != 503 || !strings.Contains(string(body), "limits_unavailable") {
+		t.Fatalf("fail_closed replica, Redis down: %d %s; want 503 limits_unavailable", code, body)
+	}
+	c.must(0, masterKey, "POST", "/v1/chat/completions", chat, 200) // the operator has no limits
+	code, body = c.call(0, "", "GET", "/ready", "")
+	if code != 503 || !strings.Contains(string(body), `"limits":"unavailable"`) {
+		t.Errorf("fail_closed /ready: %d %s", code, body)
+	}
+	metrics := c.must(0, masterKey, "GET", "/metrics", "", 200)
+	if !strings.Contains(string(metrics), "guichet_limits_backend_up 0") {
+		t.Errorf("metrics do not show the limits backend down")
+	}
+	if !strings.Contains(c.replicas[0].Logs(), "Redis") {
+		t.Errorf("no log line about Redis:\n%s", c.replicas[0].Logs())
+	}
+
+	// local: the replica limits on its own, rpm=2 still holds.
+	for i := 0; i < 2; i++ {
+		c.must(1, key, "POST", "/v1/chat/completions", chat, 200)
+	}
+	if code, body := c.call(1, key, "POST", "/v1/chat/completions", chat); code != 429 {
+		t.Fatalf("local replica, third request against rpm=2: %d %s", code, body)
+	}
+	code, body = c.call(1, "", "GET", "/ready", "")
+	if code != 200 || !strings.Contains(string(body), `"limits":"per_replica"`) {
+		t.Errorf("local /ready: %d %s", code, body)
+	}
+}

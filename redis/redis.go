@@ -21,6 +21,20 @@ type Client struct {
 // rediss:// for TLS; go-redis's query options such as dial_timeout are
 // accepted) and checks it answers.
 func Open(ctx context.Context, url string) (*Client, error) {
+	c, err := New(url)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Ping(ctx); err != nil {
+		c.rdb.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New is Open without the check: connections are made on first use, so a
+// server that starts while Redis is away can run degraded until it comes.
+func New(url string) (*Client, error) {
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
@@ -29,12 +43,7 @@ func Open(ctx context.Context, url string) (*Client, error) {
 	// 100 ms apart): the quota is on the request path, and Fallback
 	// handles an outage better than waiting does.
 	opt.DialerRetries = 1
-	c := &Client{rdb: goredis.NewClient(opt)}
-	if err := c.Ping(ctx); err != nil {
-		c.rdb.Close()
-		return nil, err
-	}
-	return c, nil
+	return &Client{rdb: goredis.NewClient(opt)}, nil
 }
 
 // Ping checks Redis answers (for /ready).

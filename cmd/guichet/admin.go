@@ -64,7 +64,7 @@ func admin(args []string, out io.Writer) int {
 		return 1
 	}
 	ctx := context.Background()
-	st, err := openState(ctx, cfg)
+	st, err := openState(ctx, cfg, false, nil) // the store is all the CLI needs
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "guichet:", err)
 		return 1

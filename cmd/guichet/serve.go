@@ -70,7 +70,7 @@ func serve(args []string, hooks *serveHooks) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := openState(ctx, cfg)
+	st, err := openState(ctx, cfg, true, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "guichet:", err)
 		return 1

@@ -24,8 +24,10 @@ type state struct {
 	mode  string        // for the logs: embedded or cluster
 }
 
-// openState opens the configured stores; migrations run on open.
-func openState(ctx context.Context, cfg *config.Config) (*state, error) {
+// openState opens the configured stores; migrations run on open. Redis,
+// when configured and withRedis, may be unreachable: the server then
+// starts with its limits in the configured outage mode (log is told).
+func openState(ctx context.Context, cfg *config.Config, withRedis bool, log *slog.Logger) (*state, error) {
 	st := &state{mode: "embedded"}
 	var err error
 	if dsn := cfg.Storage.Postgres; dsn != "" {
@@ -39,10 +41,13 @@ func openState(ctx context.Context, cfg *config.Config) (*state, error) {
 			return nil, fmt.Errorf("database %s: %w", path, err)
 		}
 	}
-	if url := cfg.Storage.Redis; url != "" {
-		if st.redis, err = redis.Open(ctx, url); err != nil {
+	if url := cfg.Storage.Redis; url != "" && withRedis {
+		if st.redis, err = redis.New(url); err != nil {
 			st.store.Close()
 			return nil, fmt.Errorf("storage.redis: %w", err)
+		}
+		if err := st.redis.Ping(ctx); err != nil {
+			log.Warn("Redis is unreachable at start: rate limits and budgets follow limits.on_redis_down until it answers", "mode", cfg.Limits.OnRedisDown, "err", err)
 		}
 	}
 	return st, nil
