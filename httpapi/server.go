@@ -1,8 +1,11 @@
 // Package httpapi is guichet's HTTP front: routes, middleware and the
 // handlers that walk each request through its journey —
 //
-//	decode (handlers) → authenticate (middleware.go) → route and send
-//	(routing.Model.Send) → respond (relay.go) → settle (settle.go).
+//	decode (handlers) → authenticate (middleware.go) → admit (admit.go:
+//	limits and budgets) → route and send (routing.Model.Send) → respond
+//	(relay.go) → settle (settle.go, admit.go's release).
+//
+// The admin and self-service API (admin.go, me.go) manages identities.
 package httpapi
 
 import (
