@@ -38,8 +38,9 @@ import (
 // balance), and replaces a token entry "<id>|<estimate>" with
 // "<id>|<input>" at the same score: only members still present change,
 // so it is idempotent. Each script call is one round trip (EVALSHA; EVAL
-// once after a server restart); a Settle with nothing to release costs
-// none, and the first use of a budget two.
+// once after a server restart), shared with the calls of other requests
+// made at the same moment (batch.go); a Settle with nothing to release
+// costs none, and the first use of a budget two.
 //
 // Time is the Redis server's TIME, so replicas with skewed clocks agree;
 // QuotaWithClock passes a time instead, for tests. Every key expires
@@ -72,7 +73,7 @@ var (
 const ttlSlack = time.Second
 
 type redisQuota struct {
-	rdb    goredis.Scripter
+	batch  *batcher
 	del    func(ctx context.Context, keys ...string) *goredis.IntCmd
 	prefix string
 	clock  func() time.Time // nil: the server's TIME
@@ -86,7 +87,7 @@ func (c *Client) Quota(prefix string) guichet.Quota {
 // QuotaWithClock is Quota reading time from clock instead of the Redis
 // server: for tests (quotatest's manual clock). clock nil: server TIME.
 func (c *Client) QuotaWithClock(prefix string, clock func() time.Time) guichet.Quota {
-	return &redisQuota{rdb: c.rdb, del: c.rdb.Del, prefix: prefix, clock: clock}
+	return &redisQuota{batch: c.batch, del: c.rdb.Del, prefix: prefix, clock: clock}
 }
 
 func (q *redisQuota) keys(keys []string, c guichet.Counter) []string {
@@ -134,7 +135,11 @@ func (q *redisQuota) Admit(ctx context.Context, a *guichet.Admission) (guichet.D
 		if q.clock != nil {
 			args[0] = itoa(q.clock().UnixMicro())
 		}
-		res, err := admitScript.Run(ctx, q.rdb, keys, args...).Slice()
+		reply, err := q.batch.run(ctx, admitScript, keys, args...)
+		res, ok := reply.([]any)
+		if err == nil && !ok {
+			err = fmt.Errorf("unexpected reply %v", reply)
+		}
 		if err != nil {
 			return guichet.Decision{}, fmt.Errorf("redis quota: admit: %w", err)
 		}
@@ -226,7 +231,7 @@ func (q *redisQuota) Settle(ctx context.Context, a *guichet.Admission, s guichet
 	}
 	args[0], args[1], args[2] = a.ID, itoa(int64(nc)), itoa(int64(len(a.Budgets)))
 	args[3], args[4], args[5] = itoa(s.InputTokens), itoa(int64(s.Cost)), ms(quota.BalanceIdle)
-	if err := settleScript.Run(ctx, q.rdb, keys, args...).Err(); err != nil {
+	if _, err := q.batch.run(ctx, settleScript, keys, args...); err != nil && err != goredis.Nil {
 		return fmt.Errorf("redis quota: settle: %w", err)
 	}
 	return nil

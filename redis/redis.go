@@ -14,7 +14,8 @@ import (
 // Client is a connection pool to one Redis server, as given by a
 // redis:// or rediss:// URL.
 type Client struct {
-	rdb *goredis.Client
+	rdb   *goredis.Client
+	batch *batcher
 }
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db,
@@ -43,7 +44,11 @@ func New(url string) (*Client, error) {
 	// 100 ms apart): the quota is on the request path, and Fallback
 	// handles an outage better than waiting does.
 	opt.DialerRetries = 1
-	return &Client{rdb: goredis.NewClient(opt)}, nil
+	return newClient(goredis.NewClient(opt)), nil
+}
+
+func newClient(rdb *goredis.Client) *Client {
+	return &Client{rdb: rdb, batch: newBatcher(rdb)}
 }
 
 // Ping checks Redis answers (for /ready).
@@ -55,7 +60,10 @@ func (c *Client) Ping(ctx context.Context) error {
 }
 
 // Close closes the connections. Subscribe calls end with it.
-func (c *Client) Close() error { return c.rdb.Close() }
+func (c *Client) Close() error {
+	close(c.batch.stop)
+	return c.rdb.Close()
+}
 
 // Publish sends message to every current subscriber of channel. The empty
 // message is reserved (Subscribe's "you may have missed messages").

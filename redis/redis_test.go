@@ -141,7 +141,7 @@ func (h *cmdCounter) take() []string {
 // TestRoundTrips: one round trip per Admit and per Settle in steady state.
 func TestRoundTrips(t *testing.T) {
 	open(t) // skip without Redis
-	c := &Client{rdb: goredis.NewClient(testOptions(t))}
+	c := newClient(goredis.NewClient(testOptions(t)))
 	t.Cleanup(func() { c.Close() })
 	hook := &cmdCounter{}
 	c.rdb.AddHook(hook)
@@ -379,7 +379,7 @@ func TestFallbackClosedPort(t *testing.T) {
 	open(t) // skip without Redis: this test is about the Redis client failing
 	opt := testOptions(t)
 	opt.Addr, opt.DialTimeout, opt.MaxRetries = closedAddr(t), 200*time.Millisecond, -1
-	dead := &Client{rdb: goredis.NewClient(opt)}
+	dead := newClient(goredis.NewClient(opt))
 	defer dead.Close()
 	ctx := context.Background()
 	a := func(id string) *guichet.Admission {
@@ -477,7 +477,7 @@ func TestFallbackRecovery(t *testing.T) {
 	px.start(t)
 	defer px.cut()
 	opt.Addr, opt.DialTimeout, opt.MaxRetries = px.addr, 500*time.Millisecond, -1
-	c := &Client{rdb: goredis.NewClient(opt)}
+	c := newClient(goredis.NewClient(opt))
 	defer c.Close()
 	ctx := context.Background()
 	p := prefix(t, open(t))
@@ -555,7 +555,7 @@ func TestPubSub(t *testing.T) {
 	pub := open(t)
 	opt := testOptions(t)
 	opt.ClientName = fmt.Sprintf("guichet-test-sub-%x", rand.Uint64())
-	sub := &Client{rdb: goredis.NewClient(opt)}
+	sub := newClient(goredis.NewClient(opt))
 	defer sub.Close()
 	channel := fmt.Sprintf("guichet-test:%x", rand.Uint64())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -682,5 +682,47 @@ func benchAdmitSettle(b *testing.B, q guichet.Quota, user func(i int) int) {
 		if err := q.Settle(ctx, a, guichet.Settlement{InputTokens: 400, Cost: 10}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestConcurrentCallsSharePipelines: admissions made at the same moment
+// go out together, in fewer round trips than calls, and each still gets
+// its own exact answer.
+func TestConcurrentCallsSharePipelines(t *testing.T) {
+	open(t) // skip without Redis
+	c := newClient(goredis.NewClient(testOptions(t)))
+	t.Cleanup(func() { c.Close() })
+	hook := &cmdCounter{}
+	c.rdb.AddHook(hook)
+	ctx := context.Background()
+	q := c.Quota(prefix(t, c))
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hook.take()
+	const calls = 200
+	var wg sync.WaitGroup
+	var allowed atomic.Int64
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := q.Admit(ctx, &guichet.Admission{ID: fmt.Sprint("a", i), Counters: []guichet.Counter{{Key: "rpm", Limit: 150, Window: time.Minute, Cost: 1}}})
+			if err != nil {
+				t.Error(err)
+			}
+			if d.Allowed {
+				allowed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed.Load() != 150 {
+		t.Fatalf("%d of %d admitted against a limit of 150", allowed.Load(), calls)
+	}
+	if trips := len(hook.take()); trips >= calls {
+		t.Errorf("%d calls made %d round trips: none were shared", calls, trips)
+	} else {
+		t.Logf("%d calls in %d round trips", calls, trips)
 	}
 }
