@@ -46,10 +46,11 @@ func TestMain(m *testing.M) {
 
 // process is a started binary whose stderr is scanned for its address.
 type process struct {
-	cmd  *exec.Cmd
-	addr string
-	mu   sync.Mutex
-	logs strings.Builder
+	cmd    *exec.Cmd
+	addr   string
+	config string // guichet's configuration file, in its data dir
+	mu     sync.Mutex
+	logs   strings.Builder
 }
 
 func (p *process) Logs() string {
@@ -127,8 +128,10 @@ func startGuichet(t *testing.T, config string) *process {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, guichetListening, []string{"GUICHET_MASTER_KEY=" + masterKey},
+	p := start(t, guichetListening, []string{"GUICHET_MASTER_KEY=" + masterKey},
 		"guichet", "serve", "--config", path, "--listen", "127.0.0.1:0", "--data", dir)
+	p.config = path
+	return p
 }
 
 func (p *process) URL() string { return "http://" + p.addr }
