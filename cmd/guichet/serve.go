@@ -76,15 +76,13 @@ func serve(args []string, hooks *serveHooks) int {
 		return 1
 	}
 	defer st.Close()
+	models := routing.NewRegistry(cfg)
 	q, qh := st.quota(cfg, log)
-	opts := httpapi.Options{Config: cfg, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q}
-	if qh != nil {
+	opts := httpapi.Options{Config: cfg, Models: models, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q}
+	if qh != nil { // a nil *Fallback is not a nil interface
 		opts.QuotaHealth = qh
 	}
 	tokens.Warm()
-
-	models := routing.NewRegistry(cfg)
-	opts.Models = models
 	api := httpapi.NewServer(opts)
 	onChange := func(p *upstream.Provider) {
 		up := 0.0
