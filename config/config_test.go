@@ -251,3 +251,16 @@ models:
 		}
 	}
 }
+
+func TestCarbonZoneMustHaveAMix(t *testing.T) {
+	_, err := Parse("t.yml", []byte(`
+models:
+  - name: m
+    type: text-generation
+    carbon: {total_params: 8, zone: ATL}
+    providers: [{type: vllm, url: "http://x"}]
+`), func(string) (string, bool) { return "", false })
+	if err == nil || !strings.Contains(err.Error(), `models[0].carbon.zone: no electricity mix for zone "ATL"`) || !strings.Contains(err.Error(), "FRA") {
+		t.Fatalf("unknown zone: %v", err)
+	}
+}

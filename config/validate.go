@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/carbon"
 )
 
 // Defaults for what a file leaves out.
@@ -294,8 +295,8 @@ func (m *Model) resolveCarbon(p string, bad func(string, string, ...any)) {
 		c.ActiveParams = c.TotalParams
 	}
 	c.Zone = orString(strings.ToUpper(c.Zone), "WOR")
-	if len(c.Zone) != 3 {
-		bad(p+".carbon.zone", "%q is not a zone: use an ISO 3166-1 alpha-3 code such as FRA, or WOR", c.Zone)
+	if _, ok := carbon.MixOf(c.Zone); !ok {
+		bad(p+".carbon.zone", "no electricity mix for zone %q: use one of %s (ISO 3166-1 alpha-3; EUR = EU average, WOR = world)", c.Zone, strings.Join(carbon.Zones(), ", "))
 	}
 	if c.TotalParams < 0 || c.ActiveParams < 0 || c.ActiveParams > c.TotalParams {
 		bad(p+".carbon", "parameter counts must be positive and active_params ≤ total_params")
