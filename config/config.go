@@ -140,6 +140,10 @@ type Provider struct {
 	MaxConcurrency int      `yaml:"max_concurrency"`
 	// H2C speaks HTTP/2 without TLS to the upstream (prior knowledge).
 	H2C bool `yaml:"h2c"`
+	// KWhPerToken is a measured energy per output token on this provider
+	// (servers and cooling included); it replaces the estimate from the
+	// model's parameters.
+	KWhPerToken float64 `yaml:"kwh_per_token"`
 
 	// OpenGateLLM per-provider cost and carbon keys (0.1 and 0.4 spellings).
 	ModelCostPromptTokens            *float64 `yaml:"model_cost_prompt_tokens"`

@@ -333,6 +333,9 @@ func (pr *Provider) normalize(pp, modelName string, mt guichet.ModelType) Proble
 	if pr.MaxConcurrency < 0 {
 		bad(pp+".max_concurrency", "must be 0 (no limit) or more")
 	}
+	if pr.KWhPerToken < 0 || pr.KWhPerToken > 1 {
+		bad(pp+".kwh_per_token", "must be a measured energy per output token in kWh, from 0 to 1 (e.g. 0.000002)")
+	}
 	t := &pr.Timeouts
 	if t.Total == 0 {
 		t.Total = orDuration(pr.Timeout, Duration(DefaultTotalTimeout))

@@ -145,6 +145,7 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 	defer ans.Close()
 	if u, ok := openai.UsageOf(payload); ok {
 		x.usage = u
+		payload, _ = openai.AddToUsage(payload, usageExtras(x, ans.Model)...)
 	}
 	ct := ans.Header.Get("Content-Type")
 	if ct == "" {
@@ -219,8 +220,9 @@ type exchange struct {
 	provider string
 	attempts int
 
-	principal *guichet.Principal
-	admission *admission // what settle gives back to the quota
+	principal   *guichet.Principal
+	admission   *admission // what settle gives back to the quota
+	kwhPerToken float64    // the provider's measured energy per token, if any
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {
@@ -239,6 +241,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, p *upstream.Provider, e 
 
 func (x *exchange) answeredBy(a *routing.Answer) {
 	x.model, x.provider, x.attempts = a.Model.Name, a.Provider.ID, a.Attempts
+	x.kwhPerToken = a.Provider.KWhPerToken
 }
 
 // fail answers with an error and settles the request.

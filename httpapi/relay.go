@@ -46,16 +46,20 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 	for {
 		if openai.Done(data) {
 			if !st.sawUsage {
-				w.Write(st.usageChunk())
+				x.usage = st.bestUsage()
+				w.Write(st.usageChunk(usageExtras(x, ans.Model)))
 			}
 			w.Write(raw)
 			rc.Flush()
 			s.settle(x, http.StatusOK)
 			return
 		}
-		st.observe(data)
-		if st.sawUsage {
+		if st.observe(data) {
+			// The usage chunk: it carries cost and carbon too.
 			x.usage = st.usage
+			if b, ok := openai.AddToUsage(data, usageExtras(x, ans.Model)...); ok {
+				raw = append(append([]byte("data: "), b...), '\n', '\n')
+			}
 		}
 		if _, err := w.Write(raw); err != nil {
 			break // the client left; its context cancels the upstream
@@ -97,18 +101,20 @@ type streamState struct {
 	first    []byte // the first chunk, parsed only if a usage chunk must be made
 }
 
-func (st *streamState) observe(data []byte) {
+// observe follows one event; it reports whether it was the usage chunk.
+func (st *streamState) observe(data []byte) bool {
 	if len(data) == 0 {
-		return // a comment or keep-alive
+		return false // a comment or keep-alive
 	}
 	if u, ok := openai.UsageOf(data); ok {
 		st.sawUsage, st.usage = true, u
-		return
+		return true
 	}
 	st.chunks++
 	if st.first == nil {
 		st.first = append([]byte(nil), data...)
 	}
+	return false
 }
 
 func (st *streamState) bestUsage() openai.TokenUsage {
@@ -120,7 +126,7 @@ func (st *streamState) bestUsage() openai.TokenUsage {
 
 // usageChunk is the closing usage chunk for an upstream that sent none,
 // with the id, object, model and created of the stream's first chunk.
-func (st *streamState) usageChunk() []byte {
+func (st *streamState) usageChunk(extras []openai.Member) []byte {
 	var head struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
@@ -135,6 +141,7 @@ func (st *streamState) usageChunk() []byte {
 		"id": head.ID, "object": head.Object, "created": head.Created, "model": head.Model,
 		"choices": []any{}, "usage": st.bestUsage(),
 	})
+	b, _ = openai.AddToUsage(b, extras...)
 	return append(append([]byte("data: "), b...), '\n', '\n')
 }
 

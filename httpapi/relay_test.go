@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/guichet/guichet/sim"
 )
 
 // An upstream that ignores stream_options (older or non-vLLM servers)
@@ -37,8 +41,72 @@ models:
 	if events[4] != "data: [DONE]" {
 		t.Errorf("last event %q", events[4])
 	}
-	want := `data: {"choices":[],"created":1,"id":"c1","model":"m","object":"chat.completion.chunk","usage":{"prompt_tokens":0,"completion_tokens":3,"total_tokens":3}}`
+	want := `data: {"choices":[],"created":1,"id":"c1","model":"m","object":"chat.completion.chunk","usage":{"prompt_tokens":0,"completion_tokens":3,"total_tokens":3,"cost":0,"carbon":null}}`
 	if events[3] != want {
 		t.Errorf("usage chunk:\n%s\nwant\n%s", events[3], want)
 	}
+}
+
+// Every answer's usage carries cost (the model's prices) and carbon (the
+// EcoLogits estimate; null without the model's parameters), streamed or
+// not, as OpenGateLLM's usage objects do.
+func TestUsageCarriesCostAndCarbon(t *testing.T) {
+	upstream := httptest.NewServer(sim.New(sim.Config{Models: []string{"m", "e"}, OutputTokens: 10}))
+	defer upstream.Close()
+	s := serverFor(t, `
+models:
+  - name: chat
+    type: text-generation
+    costs: {prompt_tokens: 2, completion_tokens: 6}
+    carbon: {total_params: 8, active_params: 8, zone: FRA}
+    providers: [{type: vllm, url: "`+upstream.URL+`", model_name: m}]
+  - name: bare
+    type: text-generation
+    providers: [{type: vllm, url: "`+upstream.URL+`", model_name: m}]
+  - name: embed
+    type: text-embeddings-inference
+    costs: {prompt_tokens: 1}
+    providers: [{type: vllm, url: "`+upstream.URL+`", model_name: e}]
+`)
+	type usage struct {
+		PromptTokens     int64    `json:"prompt_tokens"`
+		CompletionTokens int64    `json:"completion_tokens"`
+		Cost             *float64 `json:"cost"`
+		Carbon           *struct {
+			KWh     float64 `json:"kWh"`
+			KgCO2eq float64 `json:"kgCO2eq"`
+		} `json:"carbon"`
+	}
+	check := func(name string, u usage, prices [2]float64, wantCarbon bool) {
+		t.Helper()
+		want := (float64(u.PromptTokens)*prices[0] + float64(u.CompletionTokens)*prices[1]) / 1e6
+		if u.Cost == nil || math.Abs(*u.Cost-want) > 1e-12 {
+			t.Errorf("%s: cost %v, want %v for %+v", name, u.Cost, want, u)
+		}
+		if wantCarbon != (u.Carbon != nil) {
+			t.Errorf("%s: carbon %+v, want present: %v", name, u.Carbon, wantCarbon)
+		}
+		if u.Carbon != nil && (u.Carbon.KWh <= 0 || u.Carbon.KgCO2eq <= 0) {
+			t.Errorf("%s: carbon %+v", name, u.Carbon)
+		}
+	}
+	var body struct{ Usage usage }
+	w := do(s, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"Bonjour"}]}`, "application/json")
+	json.Unmarshal(w.Body.Bytes(), &body)
+	check("chat", body.Usage, [2]float64{2, 6}, true)
+	w = do(s, "POST", "/v1/chat/completions", `{"model":"bare","messages":[{"role":"user","content":"Bonjour"}]}`, "application/json")
+	json.Unmarshal(w.Body.Bytes(), &body)
+	check("no parameters", body.Usage, [2]float64{0, 0}, false)
+	w = do(s, "POST", "/v1/embeddings", `{"model":"embed","input":"Bonjour"}`, "application/json")
+	json.Unmarshal(w.Body.Bytes(), &body)
+	check("embeddings", body.Usage, [2]float64{1, 0}, false)
+
+	w = do(s, "POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"Bonjour"}]}`, "application/json")
+	events := strings.Split(strings.TrimSpace(w.Body.String()), "\n\n")
+	var chunk struct{ Usage *usage }
+	json.Unmarshal([]byte(strings.TrimPrefix(events[len(events)-2], "data: ")), &chunk)
+	if chunk.Usage == nil || chunk.Usage.CompletionTokens != 10 {
+		t.Fatalf("final chunk %s", events[len(events)-2])
+	}
+	check("stream", *chunk.Usage, [2]float64{2, 6}, true)
 }

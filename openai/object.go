@@ -197,3 +197,23 @@ func syntaxError(body []byte) error {
 	}
 	return &SyntaxError{Offset: int64(len(body)), Msg: "unexpected end of input"}
 }
+
+// AddToUsage returns body with extra members set in its top-level usage
+// object (everything else byte-exact), and false (body unchanged) when
+// body has no usage object.
+func AddToUsage(body []byte, extra ...Member) ([]byte, bool) {
+	o, err := ParseObject(body)
+	if err != nil {
+		return body, false
+	}
+	raw := o.Get("usage")
+	if len(raw) == 0 || raw[0] != '{' {
+		return body, false
+	}
+	u, err := ParseObject(raw)
+	if err != nil {
+		return body, false
+	}
+	usage := u.AppendWith(make([]byte, 0, len(raw)+96), extra...)
+	return o.AppendWith(make([]byte, 0, len(body)+96), Member{Key: "usage", Raw: usage}), true
+}

@@ -102,3 +102,43 @@ func FuzzDecodeOthers(f *testing.F) {
 		}
 	})
 }
+
+func TestAddToUsage(t *testing.T) {
+	body := []byte(`{"id":"x","choices":[{"text":"a \"usage\": {}"}],"usage":{"prompt_tokens":3,"completion_tokens":2, "total_tokens":5},"z":1}`)
+	got, ok := AddToUsage(body, Member{Key: "cost", Raw: []byte("0.5")}, Member{Key: "carbon", Raw: []byte("null")})
+	want := `{"id":"x","choices":[{"text":"a \"usage\": {}"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"cost":0.5,"carbon":null},"z":1}`
+	if !ok || string(got) != want {
+		t.Fatalf("got %s (%v)\nwant %s", got, ok, want)
+	}
+	for _, b := range []string{`{"usage":null}`, `{"id":1}`, `not json`, `[1]`} {
+		if got, ok := AddToUsage([]byte(b), Member{Key: "cost", Raw: []byte("1")}); ok || string(got) != b {
+			t.Errorf("%s: %s %v; want it unchanged", b, got, ok)
+		}
+	}
+}
+
+// FuzzAddToUsage: whatever the upstream sends, the rewrite is valid JSON
+// with the members added, or the body unchanged.
+func FuzzAddToUsage(f *testing.F) {
+	f.Add([]byte(`{"usage":{"prompt_tokens":1}}`))
+	f.Add([]byte(`{"a":"\"usage\":{}","usage":{}}`))
+	f.Add([]byte(`{"usage":null}`))
+	f.Add([]byte(`{"usage":{"x":[1,{"y":2}]} , "z" : "\u00e9"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := AddToUsage(body, Member{Key: "cost", Raw: []byte("1.5")})
+		if !ok {
+			if string(got) != string(body) {
+				t.Fatalf("not rewritten but changed: %q → %q", body, got)
+			}
+			return
+		}
+		var v struct {
+			Usage struct {
+				Cost float64 `json:"cost"`
+			} `json:"usage"`
+		}
+		if err := json.Unmarshal(got, &v); err != nil || v.Usage.Cost != 1.5 {
+			t.Fatalf("%q → %q: %v %+v", body, got, err, v)
+		}
+	})
+}

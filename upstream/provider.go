@@ -41,6 +41,7 @@ type Provider struct {
 	Weight         float64
 	MaxConcurrency int64
 	Timeouts       config.Timeouts
+	KWhPerToken    float64 // measured energy per output token; 0: estimate it
 
 	modelType guichet.ModelType
 	key       string
@@ -84,6 +85,7 @@ func New(id string, modelType guichet.ModelType, c *config.Provider) *Provider {
 		Weight:         *c.Weight,
 		MaxConcurrency: int64(c.MaxConcurrency),
 		Timeouts:       t,
+		KWhPerToken:    c.KWhPerToken,
 		modelType:      modelType,
 		key:            c.Key.Value(),
 		client:         &http.Client{Transport: tr, CheckRedirect: noRedirects},
