@@ -21,13 +21,12 @@ const unlimited = guichet.Amount(math.MaxInt64 / 4)
 
 // admission is what one request took from the quota, for settle.
 type admission struct {
-	q        guichet.Admission
-	kinds    []guichet.LimitType // kinds[i] is the limit behind q.Counters[i]
-	owners   []string            // owners[i] names the budget q.Budgets[i] holds
-	model    *routing.Model
-	estimate int64 // input tokens, -1 until estimated
-	userID   int64
-	orgID    int64
+	q      guichet.Admission
+	kinds  []guichet.LimitType // kinds[i] is the limit behind q.Counters[i]
+	owners []string            // owners[i] names the budget q.Budgets[i] holds
+	model  *routing.Model
+	userID int64
+	orgID  int64
 }
 
 // admit is the admit step: may this caller use this model now, within its
@@ -40,15 +39,15 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, 
 	if p == nil || p.Master {
 		return nil
 	}
-	ad := &admission{model: m, estimate: -1, userID: p.User.ID, orgID: p.User.OrganizationID}
+	ad := &admission{model: m, userID: p.User.ID, orgID: p.User.OrganizationID}
 	tokens := func() int64 {
-		if ad.estimate < 0 {
-			ad.estimate = 0
+		if x.estimate < 0 {
+			x.estimate = 0
 			if estimate != nil {
-				ad.estimate = estimate()
+				x.estimate = estimate()
 			}
 		}
-		return ad.estimate
+		return x.estimate
 	}
 	limits, _ := p.Role.ModelLimits(m.Name) // resolve already hid what the role cannot see
 	for _, l := range limits {
@@ -225,30 +224,23 @@ func setRateHeaders(h http.Header, ad *admission, d guichet.Decision) {
 }
 
 // release is the quota half of settle: held slots and reservations are
-// released, token counters corrected, and the real cost is taken off the
-// budgets, live and in the store. A request that failed without producing
-// anything costs nothing; one the client abandoned, or whose stream broke,
-// is billed for what was generated.
-func (s *Server) release(x *exchange, status int) {
+// released, token counters corrected to the real input tokens, and the
+// billed cost is taken off the budgets, live and in the store.
+func (s *Server) release(x *exchange, status int, cost guichet.Amount) {
 	ad := x.admission
 	if ad == nil {
 		return
 	}
 	x.admission = nil
-	prompt := x.usage.PromptTokens
-	input := prompt
-	if prompt <= 0 {
-		input = -1
-		if ad.estimate > 0 {
-			prompt = ad.estimate // billed on the estimate when the provider said nothing
-		}
+	input := x.usage.PromptTokens
+	if input <= 0 {
+		input = -1 // unknown: the estimate stands
 	}
-	if status >= 400 && status != 499 && x.usage.CompletionTokens == 0 {
-		input, prompt = 0, 0
+	if failedEmpty(x, status) {
+		input = 0
 	}
-	var cost guichet.Amount
-	if len(ad.q.Budgets) > 0 {
-		cost = ad.model.Costs.Of(prompt, x.usage.CompletionTokens)
+	if len(ad.q.Budgets) == 0 {
+		cost = 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -258,4 +250,25 @@ func (s *Server) release(x *exchange, status int) {
 	if cost > 0 {
 		s.spend.add(ad.userID, ad.orgID, cost)
 	}
+}
+
+// failedEmpty reports a request that failed without producing anything:
+// it costs nothing.
+func failedEmpty(x *exchange, status int) bool {
+	return status >= 400 && status != 499 && x.usage.CompletionTokens == 0
+}
+
+// billed is what a request is charged for: the provider's usage, with the
+// prompt estimate when the provider said nothing (a client that left
+// mid-stream); nothing for a failure that produced nothing. The answer's
+// usage.cost, the budget and the ledger line all use it.
+func (x *exchange) billed(status int) (prompt, completion int64) {
+	if failedEmpty(x, status) {
+		return 0, 0
+	}
+	prompt = x.usage.PromptTokens
+	if prompt <= 0 && x.estimate > 0 {
+		prompt = x.estimate
+	}
+	return prompt, x.usage.CompletionTokens
 }

@@ -102,13 +102,13 @@ func benchAdmission(b *testing.B, limits, budget string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p}
+		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p, estimate: -1}
 		req := bodies[i%len(bodies)]
 		if gerr := s.admit(ctx, w, x, model, func() int64 { return tokens.Chat(req.Messages, nil) }, req.MaxTokens); gerr != nil {
 			b.Fatal(gerr)
 		}
 		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16
-		s.release(x, 200)
+		s.release(x, 200, model.Costs.Of(20, 16))
 	}
 }
 

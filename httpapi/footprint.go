@@ -18,15 +18,23 @@ import (
 // parameters are unknown, or for models that do not generate text).
 func usageExtras(x *exchange, m *routing.Model) []openai.Member {
 	cost := m.Costs.Of(x.usage.PromptTokens, x.usage.CompletionTokens)
-	footprint := []byte("null")
-	if m.Type == guichet.TextGeneration || m.Type == guichet.ImageTextToText {
-		cm := carbon.Model{TotalParams: m.Carbon.TotalParams, ActiveParams: m.Carbon.ActiveParams, Zone: m.Carbon.Zone, KWhPerToken: x.kwhPerToken}
-		if impact, ok, err := carbon.Estimate(cm, x.usage.CompletionTokens, time.Since(x.start)); ok && err == nil {
-			footprint, _ = json.Marshal(impact)
-		}
+	raw := []byte("null")
+	if impact, ok := footprint(x, m, x.usage.CompletionTokens); ok {
+		raw, _ = json.Marshal(impact)
 	}
 	return []openai.Member{
 		{Key: "cost", Raw: strconv.AppendFloat(nil, cost.Units(), 'f', -1, 64)},
-		{Key: "carbon", Raw: footprint},
+		{Key: "carbon", Raw: raw},
 	}
+}
+
+// footprint is the EcoLogits estimate of a generation; false when there
+// is none (a model without parameters, or one that does not generate).
+func footprint(x *exchange, m *routing.Model, completion int64) (carbon.Impact, bool) {
+	if m.Type != guichet.TextGeneration && m.Type != guichet.ImageTextToText {
+		return carbon.Impact{}, false
+	}
+	cm := carbon.Model{TotalParams: m.Carbon.TotalParams, ActiveParams: m.Carbon.ActiveParams, Zone: m.Carbon.Zone, KWhPerToken: x.kwhPerToken}
+	impact, ok, err := carbon.Estimate(cm, completion, time.Since(x.start))
+	return impact, ok && err == nil
 }

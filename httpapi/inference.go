@@ -220,13 +220,16 @@ type exchange struct {
 	provider string
 	attempts int
 
-	principal   *guichet.Principal
-	admission   *admission // what settle gives back to the quota
-	kwhPerToken float64    // the provider's measured energy per token, if any
+	principal     *guichet.Principal
+	admission     *admission // what settle gives back to the quota
+	estimate      int64      // input tokens estimated at admission; -1: not estimated
+	kwhPerToken   float64    // the provider's measured energy per token, if any
+	providerModel string     // the model's name on the provider that answered
+	cancelled     bool       // the client left before the end
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {
-	return &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r)}
+	return &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r), estimate: -1}
 }
 
 // upstreamRequest builds the request to provider p, carrying the request
@@ -241,7 +244,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, p *upstream.Provider, e 
 
 func (x *exchange) answeredBy(a *routing.Answer) {
 	x.model, x.provider, x.attempts = a.Model.Name, a.Provider.ID, a.Attempts
-	x.kwhPerToken = a.Provider.KWhPerToken
+	x.kwhPerToken, x.providerModel = a.Provider.KWhPerToken, a.Provider.ModelName
 }
 
 // fail answers with an error and settles the request.

@@ -107,6 +107,7 @@ var operations = []operation{
 	{method: "POST", path: "/v1/me/keys", summary: "Create an API key for yourself; the key is shown once.", tag: "me", request: TokenRequest{}, response: CreatedToken{}, status: 201},
 	{method: "GET", path: "/v1/me/keys", summary: "Your API keys (prefixes only).", tag: "me", response: List[Key]{}, query: pageQuery},
 	{method: "GET", path: "/v1/me/keys/{id}", summary: "One of your API keys.", tag: "me", response: Key{}},
+	{method: "GET", path: "/v1/me/usage", summary: "Your usage ledger, newest first: tokens, cost, carbon and timings of each request.", tag: "me", response: MeUsageList{}, query: []string{"offset", "limit", "start_time", "end_time", "endpoint"}},
 	{method: "DELETE", path: "/v1/me/keys/{id}", summary: "Revoke one of your API keys (every replica within a second).", tag: "me", status: 204},
 }
 
@@ -191,7 +192,7 @@ func openAPIDocument() ([]byte, error) {
 		}
 		for _, q := range op.query {
 			typ := "string"
-			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" {
+			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" || q == "start_time" || q == "end_time" {
 				typ = "integer"
 			}
 			o.Parameters = append(o.Parameters, &huma.Param{Name: q, In: "query", Schema: &huma.Schema{Type: typ}})

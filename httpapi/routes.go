@@ -33,6 +33,7 @@ func (s *Server) routes() http.Handler {
 	private("GET /v1/me/keys", http.HandlerFunc(s.listMyKeys))
 	private("GET /v1/me/keys/{id}", http.HandlerFunc(s.getMyKey))
 	private("DELETE /v1/me/keys/{id}", http.HandlerFunc(s.deleteMyKey))
+	private("GET /v1/me/usage", http.HandlerFunc(s.meUsage))
 
 	admin := func(pattern string, h http.HandlerFunc) { private(pattern, require(guichet.PermAdmin, h)) }
 	admin("POST /v1/admin/organizations", s.createOrganization)

@@ -18,6 +18,7 @@ import (
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/config"
 	"github.com/guichet/guichet/identity"
+	"github.com/guichet/guichet/ledger"
 	"github.com/guichet/guichet/metrics"
 	"github.com/guichet/guichet/quota"
 	"github.com/guichet/guichet/routing"
@@ -38,6 +39,8 @@ type Server struct {
 	handler  http.Handler
 	spend    *spender
 	stop     context.CancelFunc
+	ledger   *ledger.Writer
+	usage    guichet.Ledger
 }
 
 // Options are the Server's dependencies.
@@ -52,6 +55,10 @@ type Options struct {
 	Quota guichet.Quota
 	// QuotaHealth reports the quota backend's state for /ready and metrics.
 	QuotaHealth QuotaHealth
+	// Ledger receives a usage line per request; nil: none is kept.
+	Ledger *ledger.Writer
+	// Usage reads the ledger back (GET /v1/me/usage).
+	Usage guichet.Ledger
 }
 
 // QuotaHealth is what /ready and /metrics say of the quota backend.
@@ -69,6 +76,8 @@ func NewServer(o Options) *Server {
 		identity: o.Identity,
 		quota:    o.Quota,
 		health:   o.QuotaHealth,
+		ledger:   o.Ledger,
+		usage:    o.Usage,
 	}
 	if s.identity == nil || s.identity.Store() == nil {
 		panic("httpapi: Options.Identity, with a store, is required")

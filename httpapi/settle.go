@@ -3,15 +3,25 @@ package httpapi
 import (
 	"strconv"
 	"time"
+
+	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/routing"
 )
 
 // settle is the last step of a request: limits and budget settled with
 // what was really used, then metrics; the usage ledger (its own issue)
 // hooks in here too.
 func (s *Server) settle(x *exchange, status int) {
-	s.release(x, status)
+	m := s.models.Lookup(x.model)
+	var cost guichet.Amount
+	if m != nil {
+		prompt, completion := x.billed(status)
+		cost = m.Costs.Of(prompt, completion)
+		s.record(x, m, status, prompt, completion, cost)
+	}
+	s.release(x, status, cost)
 	model := x.model
-	if s.models.Lookup(model) == nil {
+	if m == nil {
 		model = "" // never a label per unknown name a client made up
 	}
 	endpoint := string(x.endpoint)
@@ -29,4 +39,28 @@ func (s *Server) settle(x *exchange, status int) {
 	if status >= 500 && status != 499 {
 		s.log.Warn("request failed", "endpoint", endpoint, "model", model, "status", status, "provider", x.provider, "attempts", x.attempts)
 	}
+}
+
+// record writes the request's ledger line (asynchronously: the request
+// never waits on the database).
+func (s *Server) record(x *exchange, m *routing.Model, status int, prompt, completion int64, cost guichet.Amount) {
+	if s.ledger == nil || x.principal == nil {
+		return
+	}
+	l := guichet.UsageLine{
+		Time: x.start.UTC(), RequestID: x.id, Endpoint: x.endpoint, Model: m.Name,
+		ProviderModel: x.providerModel, Provider: x.provider, Status: status,
+		PromptTokens: prompt, CompletionTokens: completion, Cost: cost,
+		Latency: time.Since(x.start), TTFT: x.ttft, Cancelled: status == 499,
+	}
+	if p := x.principal; !p.Master {
+		l.UserID, l.OrganizationID = p.User.ID, p.User.OrganizationID
+		if p.Key != nil {
+			l.KeyID = p.Key.ID
+		}
+	}
+	if impact, ok := footprint(x, m, completion); ok {
+		l.KWh, l.KgCO2eq = &impact.KWh, &impact.KgCO2eq
+	}
+	s.ledger.Add(l)
 }
