@@ -95,6 +95,16 @@ func NewServer(o Options) *Server {
 			return 1
 		}
 		return 0
+	}, func() float64 {
+		if s.ledger == nil {
+			return 0
+		}
+		return float64(s.ledger.Queued())
+	}, func() float64 {
+		if s.ledger == nil {
+			return 0
+		}
+		return float64(s.ledger.Spilled())
 	})
 	s.models.Observe(func(p *upstream.Provider, outcome string) {
 		s.metrics.Attempts.WithLabelValues(p.ID, outcome).Inc()

@@ -25,7 +25,7 @@ type Metrics struct {
 }
 
 // New registers guichet's collectors. inflight reports requests in flight.
-func New(inflight func() float64, limitsUp func() float64) *Metrics {
+func New(inflight func() float64, limitsUp func() float64, ledgerQueued, ledgerSpilled func() float64) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
@@ -59,7 +59,13 @@ func New(inflight func() float64, limitsUp func() float64) *Metrics {
 	m.Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "guichet_admission_refusals_total", Help: "Requests refused at admission, by model and reason (rpm, rpd, tpm, tpd, concurrent, budget, forbidden, unavailable).",
 	}, []string{"model", "reason"})
-	reg.MustRegister(m.Requests, m.Duration, m.TTFT, m.Tokens, m.Attempts, m.Up, m.Inflight, m.LimitsUp, m.Refusals,
+	ledgerQueue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "guichet_ledger_queue_lines", Help: "Usage lines waiting in memory for the ledger writer.",
+	}, ledgerQueued)
+	ledgerSpill := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "guichet_ledger_spilled_lines", Help: "Usage lines waiting in the spill file for the database to answer again.",
+	}, ledgerSpilled)
+	reg.MustRegister(m.Requests, m.Duration, m.TTFT, m.Tokens, m.Attempts, m.Up, m.Inflight, m.LimitsUp, m.Refusals, ledgerQueue, ledgerSpill,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

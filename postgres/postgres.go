@@ -1,6 +1,6 @@
 // Package postgres keeps guichet's data in PostgreSQL, for cluster mode
 // (several replicas share the database). *DB implements
-// guichet.IdentityStore.
+// guichet.IdentityStore and guichet.Ledger.
 package postgres
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/guichet/guichet"
@@ -27,6 +28,9 @@ var migrations embed.FS
 // DB is a guichet database in PostgreSQL.
 type DB struct {
 	pool *pgxpool.Pool
+	// partitions remembers the usage_lines month partitions known to
+	// exist (keys: their names), so recording skips the DDL.
+	partitions sync.Map
 }
 
 var _ guichet.IdentityStore = (*DB)(nil)

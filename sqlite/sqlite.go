@@ -1,5 +1,5 @@
 // Package sqlite keeps guichet's data in one SQLite file, for embedded
-// mode. *DB implements guichet.IdentityStore.
+// mode. *DB implements guichet.IdentityStore and guichet.Ledger.
 package sqlite
 
 import (

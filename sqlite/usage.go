@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,15 +22,10 @@ const usageColumns = `time, request_id, attempt, organization_id, user_id, key_i
 // binds.
 const usageColumnCount = 19
 
-// maxVariables is SQLite's default limit on the variables of a statement
-// (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
-const maxVariables = 32766
-
-// usageRowsPerInsert is the most lines one INSERT carries: under the
-// variable limit, with room to spare.
+// usageRowsPerInsert is the most lines one INSERT carries: 19,000
+// variables, under SQLite's limit of 32,766 (SQLITE_MAX_VARIABLE_NUMBER
+// since 3.32).
 const usageRowsPerInsert = 1000
-
-var _ = [1]struct{}{}[usageRowsPerInsert*usageColumnCount/(maxVariables+1)] // fails to compile past the limit
 
 // usageOrder maps the names a page of usage lines may order by to
 // expressions (a whitelist: OrderBy never reaches the SQL).
@@ -47,7 +43,7 @@ func (db *DB) Record(ctx context.Context, lines []guichet.UsageLine) error {
 		return nil
 	}
 	err := db.inTx(ctx, false, func(tx *sql.Tx) error {
-		for chunk := range slicesChunk(lines, usageRowsPerInsert) {
+		for chunk := range slices.Chunk(lines, usageRowsPerInsert) {
 			query, args := insertUsage(chunk)
 			if _, err := tx.ExecContext(ctx, query, args...); err != nil {
 				return err
@@ -59,19 +55,6 @@ func (db *DB) Record(ctx context.Context, lines []guichet.UsageLine) error {
 		return fmt.Errorf("record %d usage lines: %w", len(lines), err)
 	}
 	return nil
-}
-
-// slicesChunk yields s in chunks of at most n.
-func slicesChunk[T any](s []T, n int) func(yield func([]T) bool) {
-	return func(yield func([]T) bool) {
-		for len(s) > 0 {
-			c := s[:min(n, len(s))]
-			if !yield(c) {
-				return
-			}
-			s = s[len(c):]
-		}
-	}
 }
 
 // insertUsage is the INSERT of a chunk of lines and its arguments.
