@@ -30,6 +30,12 @@ func TestIdentity(t *testing.T) {
 	})
 }
 
+func TestLedger(t *testing.T) {
+	storetest.Ledger(t, func(t *testing.T) guichet.Ledger {
+		return open(t, pgtest.DSN(t))
+	})
+}
+
 // TestConcurrentOpen starts replicas together on a new schema: they
 // migrate it once, one at a time, and then share it.
 func TestConcurrentOpen(t *testing.T) {
@@ -117,4 +123,19 @@ func makeKeys(b *testing.B, s guichet.IdentityStore, n int) []guichet.KeyHash {
 		}
 	}
 	return hashes
+}
+
+// BenchmarkLedgerRecord records batches of 500 new lines.
+func BenchmarkLedgerRecord(b *testing.B) {
+	db := open(b, pgtest.DSN(b))
+	defer db.Close()
+	lines := 0
+	for i := 0; b.Loop(); i++ {
+		batch := storetest.UsageLines(fmt.Sprintf("b%d", i), 500)
+		if err := db.Record(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+		lines += len(batch)
+	}
+	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
 }

@@ -28,6 +28,12 @@ func TestIdentity(t *testing.T) {
 	})
 }
 
+func TestLedger(t *testing.T) {
+	storetest.Ledger(t, func(t *testing.T) guichet.Ledger {
+		return open(t, filepath.Join(t.TempDir(), "guichet.db"))
+	})
+}
+
 // TestReopen checks that data survives closing, and that migrating an
 // up-to-date database is a no-op.
 func TestReopen(t *testing.T) {
@@ -113,4 +119,19 @@ func makeKeys(b *testing.B, s guichet.IdentityStore, n int) []guichet.KeyHash {
 		}
 	}
 	return hashes
+}
+
+// BenchmarkLedgerRecord records batches of 500 new lines.
+func BenchmarkLedgerRecord(b *testing.B) {
+	db := open(b, filepath.Join(b.TempDir(), "guichet.db"))
+	defer db.Close()
+	lines := 0
+	for i := 0; b.Loop(); i++ {
+		batch := storetest.UsageLines(fmt.Sprintf("b%d", i), 500)
+		if err := db.Record(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+		lines += len(batch)
+	}
+	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/guichet/guichet/config"
 	"github.com/guichet/guichet/httpapi"
+	"github.com/guichet/guichet/ledger"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
@@ -78,7 +79,12 @@ func serve(args []string, hooks *serveHooks) int {
 	defer st.Close()
 	models := routing.NewRegistry(cfg)
 	q, qh := st.quota(cfg, log)
-	opts := httpapi.Options{Config: cfg, Models: models, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q}
+	usage, err := ledger.New(st.usage, cfg.Server.DataDir, log, ledger.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guichet: usage ledger:", err)
+		return 1
+	}
+	opts := httpapi.Options{Config: cfg, Models: models, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q, Ledger: usage, Usage: st.usage}
 	if qh != nil { // a nil *Fallback is not a nil interface
 		opts.QuotaHealth = qh
 	}
@@ -127,6 +133,12 @@ func serve(args []string, hooks *serveHooks) int {
 		log.Error("shutdown", "err", err)
 	}
 	api.Close()
+	lctx, lcancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
+	defer lcancel()
+	if err := usage.Close(lctx); err != nil {
+		log.Error("usage ledger: lines still queued at exit stay in the spill file", "err", err)
+	}
+	log.Info("usage ledger flushed", "recorded", usage.Recorded(), "spilled", usage.Spilled())
 	return 0
 }
 

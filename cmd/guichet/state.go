@@ -20,8 +20,9 @@ import (
 // store (SQLite in the data dir, or PostgreSQL) and, in cluster mode, Redis.
 type state struct {
 	store guichet.IdentityStore
-	redis *redis.Client // nil in embedded mode
-	mode  string        // for the logs: embedded or cluster
+	usage guichet.Ledger // the same database
+	redis *redis.Client  // nil in embedded mode
+	mode  string         // for the logs: embedded or cluster
 }
 
 // openState opens the configured stores; migrations run on open. Redis,
@@ -32,14 +33,18 @@ func openState(ctx context.Context, cfg *config.Config, withRedis bool, log *slo
 	var err error
 	if dsn := cfg.Storage.Postgres; dsn != "" {
 		st.mode = "cluster"
-		if st.store, err = postgres.Open(ctx, dsn); err != nil {
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
 			return nil, fmt.Errorf("storage.postgres: %w", err)
 		}
+		st.store, st.usage = db, db
 	} else {
 		path := filepath.Join(cfg.Server.DataDir, "guichet.db")
-		if st.store, err = sqlite.Open(ctx, path); err != nil {
+		db, err := sqlite.Open(ctx, path)
+		if err != nil {
 			return nil, fmt.Errorf("database %s: %w", path, err)
 		}
+		st.store, st.usage = db, db
 	}
 	if url := cfg.Storage.Redis; url != "" && withRedis {
 		if st.redis, err = redis.New(url); err != nil {
