@@ -136,6 +136,17 @@ func startGuichet(t *testing.T, config string) *process {
 
 func (p *process) URL() string { return "http://" + p.addr }
 
+// restartGuichet starts guichet again on the configuration and data dir
+// of a stopped one.
+func restartGuichet(t *testing.T, g *process) *process {
+	t.Helper()
+	dir := filepath.Dir(g.config)
+	p := start(t, guichetListening, []string{"GUICHET_MASTER_KEY=" + masterKey},
+		"guichet", "serve", "--config", g.config, "--listen", "127.0.0.1:0", "--data", dir)
+	p.config = g.config
+	return p
+}
+
 // client is the official SDK pointed at guichet.
 func client(g *process, opts ...option.RequestOption) openai.Client {
 	return openai.NewClient(append([]option.RequestOption{

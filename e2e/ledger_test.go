@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+type meUsage struct {
+	Data []struct {
+		Model    string `json:"model"`
+		Endpoint string `json:"endpoint"`
+		Status   int    `json:"status"`
+		Usage    struct {
+			PromptTokens     int64   `json:"prompt_tokens"`
+			CompletionTokens int64   `json:"completion_tokens"`
+			Cost             float64 `json:"cost"`
+			Carbon           *struct {
+				KWh float64 `json:"kWh"`
+			} `json:"carbon"`
+		} `json:"usage"`
+	} `json:"data"`
+}
+
+// TestLedgerMatchesWhatTheModelServerReported: every request a user makes
+// (streamed or not) has its line, with the tokens the provider reported,
+// the cost the answer showed and a carbon estimate; the lines survive a
+// SIGTERM and a restart.
+func TestLedgerMatchesWhatTheModelServerReported(t *testing.T) {
+	sim := startSim(t, "--model", "m", "--output-tokens", "12")
+	g := startGuichet(t, "models:\n  - name: chat\n    type: text-generation\n    costs: {prompt_tokens: 1000, completion_tokens: 2000}\n    carbon: {total_params: 8, zone: FRA}\n    providers:\n"+provider("vllm", sim, "m"))
+	adminCLI(t, g, "role create users --limit *:rpm=null")
+	adminCLI(t, g, "user create ana@example.org --role users")
+	key := keyPattern.FindString(adminCLI(t, g, "key create ana@example.org"))
+	c := client(g, option.WithAPIKey(key))
+
+	var prompt, completion int64
+	var cost float64
+	for i := 0; i < 3; i++ {
+		r, err := c.Chat.Completions.New(ctx(t), openai.ChatCompletionNewParams{
+			Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Bonjour, combien font deux et deux ?")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompt += r.Usage.PromptTokens
+		completion += r.Usage.CompletionTokens
+		var extra struct{ Cost float64 }
+		json.Unmarshal([]byte(r.Usage.RawJSON()), &extra)
+		cost += extra.Cost
+	}
+	stream := c.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
+		Model: "chat", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Et trois et trois ?")},
+	})
+	for stream.Next() {
+		if u := stream.Current().Usage; u.TotalTokens > 0 {
+			prompt += u.PromptTokens
+			completion += u.CompletionTokens
+			var extra struct{ Cost float64 }
+			json.Unmarshal([]byte(u.RawJSON()), &extra)
+			cost += extra.Cost
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// SIGTERM: the queued lines are flushed before exit; a new server on
+	// the same data dir reads them.
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	g.cmd.Wait()
+	if !strings.Contains(g.Logs(), "usage ledger flushed") {
+		t.Fatalf("no flush at shutdown:\n%s", g.Logs())
+	}
+	g2 := restartGuichet(t, g)
+	req, _ := http.NewRequest("GET", g2.URL()+"/v1/me/usage?limit=100", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var u meUsage
+	if err := json.Unmarshal(body, &u); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/v1/me/usage: %d %s", resp.StatusCode, body)
+	}
+	if len(u.Data) != 4 {
+		t.Fatalf("%d ledger lines for 4 requests: %s", len(u.Data), body)
+	}
+	var lp, lc int64
+	var lcost float64
+	for _, l := range u.Data {
+		lp += l.Usage.PromptTokens
+		lc += l.Usage.CompletionTokens
+		lcost += l.Usage.Cost
+		if l.Status != 200 || l.Model != "chat" || l.Endpoint != "/v1/chat/completions" || l.Usage.Carbon == nil || l.Usage.Carbon.KWh <= 0 {
+			t.Errorf("line %+v", l)
+		}
+	}
+	if lp != prompt || lc != completion || lcost < cost-1e-12 || lcost > cost+1e-12 {
+		t.Fatalf("ledger: %d prompt, %d completion tokens, cost %v; the answers said %d, %d, %v", lp, lc, lcost, prompt, completion, cost)
+	}
+}
