@@ -5,8 +5,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -106,5 +109,61 @@ func TestLedgerMatchesWhatTheModelServerReported(t *testing.T) {
 	}
 	if lp != prompt || lc != completion || lcost < cost-1e-12 || lcost > cost+1e-12 {
 		t.Fatalf("ledger: %d prompt, %d completion tokens, cost %v; the answers said %d, %d, %v", lp, lc, lcost, prompt, completion, cost)
+	}
+}
+
+// TestSIGTERMUnderLoadKeepsEveryLine: streams are in flight when guichet
+// gets SIGTERM; it finishes them, flushes the ledger, and every stream a
+// client received whole has its line after a restart.
+func TestSIGTERMUnderLoadKeepsEveryLine(t *testing.T) {
+	sim := startSim(t, "--model", "m", "--output-tokens", "30", "--itl", "20ms")
+	g := startGuichet(t, "models:\n  - name: chat\n    type: text-generation\n    providers:\n"+provider("vllm", sim, "m"))
+	adminCLI(t, g, "role create users --limit *:rpm=null")
+	adminCLI(t, g, "user create load@example.org --role users")
+	key := keyPattern.FindString(adminCLI(t, g, "key create load@example.org"))
+	var wg sync.WaitGroup
+	var complete atomic.Int64
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", g.URL()+"/v1/chat/completions", strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return // refused once the server began to stop
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode == 200 && strings.HasSuffix(strings.TrimSpace(string(b)), "data: [DONE]") {
+				complete.Add(1)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // every stream is under way
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	wg.Wait()
+	g.cmd.Wait()
+	if complete.Load() == 0 {
+		t.Fatal("no stream completed: graceful shutdown did not let them finish")
+	}
+	g2 := restartGuichet(t, g)
+	req, _ := http.NewRequest("GET", g2.URL()+"/v1/me/usage?limit=100", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var u meUsage
+	json.Unmarshal(body, &u)
+	if int64(len(u.Data)) != complete.Load() {
+		t.Fatalf("%d streams completed, %d ledger lines", complete.Load(), len(u.Data))
+	}
+	for _, l := range u.Data {
+		if l.Usage.CompletionTokens != 30 {
+			t.Errorf("a line with %d completion tokens, want 30", l.Usage.CompletionTokens)
+		}
 	}
 }
