@@ -6,15 +6,20 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/identity"
+	"github.com/guichet/guichet/ledger"
 	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/tokens"
 
 	"github.com/guichet/guichet/sim"
+	"github.com/guichet/guichet/sqlite"
 )
 
 // benchServer is guichet in front of an in-process zero-latency simulator.
@@ -137,5 +142,40 @@ func BenchmarkChatAsMaster(b *testing.B) {
 		if w := tn.do(key, "POST", "/v1/chat/completions", body); w.Code != 200 {
 			b.Fatalf("status %d %s", w.Code, w.Body)
 		}
+	}
+}
+
+// BenchmarkLedgerLine is the accounting path's cost on the request:
+// billed tokens, cost, the carbon estimate and the line handed to the
+// ledger writer (whose store writes happen in the background).
+// go test -bench LedgerLine -cpu 1 ./httpapi
+func BenchmarkLedgerLine(b *testing.B) {
+	s := serverFor(b, `
+models:
+  - name: chat
+    type: text-generation
+    costs: {prompt_tokens: 1, completion_tokens: 3}
+    carbon: {total_params: 8, zone: FRA}
+    providers: [{type: vllm, url: "http://127.0.0.1:1"}]
+`)
+	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ledger.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	w, err := ledger.New(store, b.TempDir(), s.log, ledger.Options{QueueSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close(context.Background())
+	s.ledger = w
+	m := s.models.Lookup("chat")
+	p := identity.Master
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p, estimate: -1, start: time.Now(), model: "chat"}
+		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16
+		prompt, completion := x.billed(200)
+		s.record(x, m, 200, prompt, completion, m.Costs.Of(prompt, completion))
 	}
 }
