@@ -470,3 +470,45 @@ models:
 		}
 	}
 }
+
+func TestUsageLedgerPerUserAndForAdmins(t *testing.T) {
+	tn := newTenancy(t, `[{"model":"chat","type":"rpm","value":null}]`)
+	for range 3 {
+		tn.call(tn.alice, "POST", "/v1/chat/completions", chatBody, 200)
+	}
+	tn.call(tn.bob, "POST", "/v1/chat/completions", chatBody, 200)
+	var mine MeUsageList
+	deadline := time.Now().Add(5 * time.Second)
+	for len(mine.Data) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // lines are written in the background
+		json.Unmarshal(tn.call(tn.alice, "GET", "/v1/me/usage", "", 200), &mine)
+	}
+	if len(mine.Data) != 3 {
+		t.Fatalf("alice's usage: %d lines, want 3", len(mine.Data))
+	}
+	for _, l := range mine.Data {
+		// chat costs 1000 per million prompt tokens and 2000 per million completion tokens.
+		want := float64(l.Usage.PromptTokens)*1000e-6 + float64(l.Usage.CompletionTokens)*2000e-6
+		if l.Model != "chat" || l.Status != 200 || l.Usage.CompletionTokens != 8 || l.Usage.Cost < want-1e-9 || l.Usage.Cost > want+1e-9 {
+			t.Errorf("line %+v", l)
+		}
+	}
+	json.Unmarshal(tn.call(tn.bob, "GET", "/v1/me/usage?endpoint=/v1/embeddings", "", 200), &mine)
+	if len(mine.Data) != 0 {
+		t.Errorf("bob's embeddings usage: %d lines, want 0", len(mine.Data))
+	}
+	tn.call(key, "GET", "/v1/me/usage", "", 400)         // the master key is no user
+	tn.call(tn.alice, "GET", "/v1/admin/usage", "", 403) // admins only
+	tn.call(tn.alice, "GET", "/v1/me/usage?start_time=x", "", 422)
+
+	var all AdminUsageList
+	json.Unmarshal(tn.call(tn.admin, "GET", fmt.Sprintf("/v1/admin/usage?user=%d", tn.aliceID), "", 200), &all)
+	if len(all.Data) != 3 || all.Totals.Requests != 3 || all.Totals.CompletionTokens != 24 || all.Data[0].User != tn.aliceID {
+		t.Fatalf("admin view of alice: %d lines, totals %+v", len(all.Data), all.Totals)
+	}
+	w := tn.do(tn.admin, "GET", "/v1/admin/usage?format=csv", "")
+	rows := strings.Split(strings.TrimSpace(w.Body.String()), "\n")
+	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/csv") || len(rows) < 5 || !strings.HasPrefix(rows[0], "time,request_id,") {
+		t.Fatalf("CSV export: %d %q, %d rows", w.Code, w.Header().Get("Content-Type"), len(rows))
+	}
+}

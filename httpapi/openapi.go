@@ -107,7 +107,8 @@ var operations = []operation{
 	{method: "POST", path: "/v1/me/keys", summary: "Create an API key for yourself; the key is shown once.", tag: "me", request: TokenRequest{}, response: CreatedToken{}, status: 201},
 	{method: "GET", path: "/v1/me/keys", summary: "Your API keys (prefixes only).", tag: "me", response: List[Key]{}, query: pageQuery},
 	{method: "GET", path: "/v1/me/keys/{id}", summary: "One of your API keys.", tag: "me", response: Key{}},
-	{method: "GET", path: "/v1/me/usage", summary: "Your usage ledger, newest first: tokens, cost, carbon and timings of each request.", tag: "me", response: MeUsageList{}, query: []string{"offset", "limit", "start_time", "end_time", "endpoint"}},
+	{method: "GET", path: "/v1/me/usage", summary: "Your usage ledger, newest first: tokens, cost, carbon and timings of each request.", tag: "me", response: MeUsageList{}, query: []string{"offset", "limit", "start_time", "end_time", "endpoint", "format"}, responseTypes: []string{"application/json", "text/csv"}},
+	{method: "GET", path: "/v1/admin/usage", summary: "Every user's usage ledger, with totals; format=csv exports it.", tag: "admin", response: AdminUsageList{}, responseTypes: []string{"application/json", "text/csv"}, query: []string{"offset", "limit", "order_by", "order_direction", "user", "organization", "endpoint", "start_time", "end_time", "format"}, permission: "admin"},
 	{method: "DELETE", path: "/v1/me/keys/{id}", summary: "Revoke one of your API keys (every replica within a second).", tag: "me", status: 204},
 }
 

@@ -36,6 +36,7 @@ func (s *Server) routes() http.Handler {
 	private("GET /v1/me/usage", http.HandlerFunc(s.meUsage))
 
 	admin := func(pattern string, h http.HandlerFunc) { private(pattern, require(guichet.PermAdmin, h)) }
+	admin("GET /v1/admin/usage", s.adminUsage)
 	admin("POST /v1/admin/organizations", s.createOrganization)
 	admin("GET /v1/admin/organizations", s.listOrganizations)
 	admin("GET /v1/admin/organizations/{id}", s.getOrganization)

@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/config"
 	"github.com/guichet/guichet/identity"
+	"github.com/guichet/guichet/ledger"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/sqlite"
 )
@@ -46,7 +48,12 @@ func serverWith(t testing.TB, yaml string, wrap func(guichet.IdentityStore) guic
 		ids = wrap(store)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: log, Identity: identity.NewDirectory(ids, key, log)})
+	usage, err := ledger.New(store, cfg.Server.DataDir, log, ledger.Options{FlushEvery: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { usage.Close(context.Background()) })
+	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: log, Identity: identity.NewDirectory(ids, key, log), Ledger: usage, Usage: store})
 }
 
 // newTestServer has unreachable providers and small size limits.

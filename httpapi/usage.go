@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/csv"
 	"net/http"
 	"strconv"
 	"time"
@@ -45,34 +46,18 @@ type MeUsageList struct {
 
 var usageEndpoints = []guichet.Endpoint{guichet.EndpointChat, guichet.EndpointCompletions, guichet.EndpointEmbeddings, guichet.EndpointRerank, guichet.EndpointTranscription}
 
-// meUsage lists the caller's ledger lines, newest first.
-func (s *Server) meUsage(w http.ResponseWriter, r *http.Request) {
-	p := principal(r)
-	if p.Master {
-		writeError(w, errMasterIsNoUser)
-		return
-	}
-	if s.usage == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, "no_ledger", "this server keeps no usage ledger"))
-		return
-	}
-	page, gerr := parsePage(r)
-	if gerr != nil {
-		writeError(w, gerr)
-		return
-	}
-	page.OrderBy, page.Desc = "time", true
-	f := guichet.UsageFilter{UserID: p.User.ID}
+// usageFilter reads start_time, end_time and endpoint.
+func usageFilter(r *http.Request) (guichet.UsageFilter, *guichet.Error) {
+	var f guichet.UsageFilter
 	q := r.URL.Query()
 	for _, t := range []struct {
 		name string
 		dst  *time.Time
-	}{{"start_time", &f.From}, {"end_time", &f.To}} {
+	}{{"start_time", &f.From}, {"end_time", &f.To}, {"date_from", &f.From}, {"date_to", &f.To}} {
 		if v := q.Get(t.name); v != "" {
 			secs, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || secs < 0 {
-				writeError(w, errorf(http.StatusUnprocessableEntity, "invalid_value", "%s must be unix seconds, not %q", t.name, v).WithParam(t.name))
-				return
+				return f, errorf(http.StatusUnprocessableEntity, "invalid_value", "%s must be unix seconds, not %q", t.name, v).WithParam(t.name)
 			}
 			*t.dst = time.Unix(secs, 0).UTC()
 		}
@@ -84,10 +69,62 @@ func (s *Server) meUsage(w http.ResponseWriter, r *http.Request) {
 			known = known || e == f.Endpoint
 		}
 		if !known {
-			writeError(w, errorf(http.StatusUnprocessableEntity, "invalid_value", "endpoint must be one of /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/audio/transcriptions, not %q", v).WithParam("endpoint"))
-			return
+			return f, errorf(http.StatusUnprocessableEntity, "invalid_value", "endpoint must be one of /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/rerank, /v1/audio/transcriptions, not %q", v).WithParam("endpoint")
 		}
 	}
+	return f, nil
+}
+
+// ledgerReady answers 503 when the server keeps no ledger.
+func (s *Server) ledgerReady(w http.ResponseWriter) bool {
+	if s.usage == nil {
+		writeError(w, errorf(http.StatusServiceUnavailable, "no_ledger", "this server keeps no usage ledger"))
+		return false
+	}
+	return true
+}
+
+func meUsageOf(l guichet.UsageLine) MeUsage {
+	u := MeUsage{Object: "me.usage", Created: l.Time.Unix(), Model: l.Model, Key: l.KeyID, Endpoint: string(l.Endpoint), Method: "POST", Status: l.Status,
+		Usage: LineUsage{PromptTokens: l.PromptTokens, CompletionTokens: l.CompletionTokens, TotalTokens: l.PromptTokens + l.CompletionTokens,
+			Cost: l.Cost.Units(), Metrics: LineMetrics{Latency: l.Latency.Milliseconds()}}}
+	if l.KWh != nil && l.KgCO2eq != nil {
+		u.Usage.Carbon = &carbon.Impact{KWh: *l.KWh, KgCO2eq: *l.KgCO2eq}
+	}
+	if l.TTFT > 0 {
+		ms := l.TTFT.Milliseconds()
+		u.Usage.Metrics.TTFT = &ms
+	}
+	return u
+}
+
+// meUsage lists the caller's ledger lines, newest first (format=csv: all
+// of them, as CSV).
+func (s *Server) meUsage(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if p.Master {
+		writeError(w, errMasterIsNoUser)
+		return
+	}
+	if !s.ledgerReady(w) {
+		return
+	}
+	f, gerr := usageFilter(r)
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	f.UserID = p.User.ID
+	if r.URL.Query().Get("format") == "csv" {
+		s.usageCSV(w, r, f)
+		return
+	}
+	page, gerr := parsePage(r)
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	page.OrderBy, page.Desc = "time", true
 	lines, err := s.usage.Usage(r.Context(), f, page)
 	if err != nil {
 		writeError(w, s.storeError(err, "usage", ""))
@@ -95,17 +132,120 @@ func (s *Server) meUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	out := MeUsageList{Object: "list", Data: make([]MeUsage, 0, len(lines))}
 	for _, l := range lines {
-		u := MeUsage{Object: "me.usage", Created: l.Time.Unix(), Model: l.Model, Key: l.KeyID, Endpoint: string(l.Endpoint), Method: "POST", Status: l.Status,
-			Usage: LineUsage{PromptTokens: l.PromptTokens, CompletionTokens: l.CompletionTokens, TotalTokens: l.PromptTokens + l.CompletionTokens,
-				Cost: l.Cost.Units(), Metrics: LineMetrics{Latency: l.Latency.Milliseconds()}}}
-		if l.KWh != nil && l.KgCO2eq != nil {
-			u.Usage.Carbon = &carbon.Impact{KWh: *l.KWh, KgCO2eq: *l.KgCO2eq}
-		}
-		if l.TTFT > 0 {
-			ms := l.TTFT.Milliseconds()
-			u.Usage.Metrics.TTFT = &ms
-		}
-		out.Data = append(out.Data, u)
+		out.Data = append(out.Data, meUsageOf(l))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// UsageTotals sums a selection of the ledger.
+type UsageTotals struct {
+	Requests         int64   `json:"requests"`
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	Cost             float64 `json:"cost"`
+	KWh              float64 `json:"kWh"`
+	KgCO2eq          float64 `json:"kgCO2eq"`
+}
+
+// AdminUsage is a ledger line as administrators see it.
+type AdminUsage struct {
+	MeUsage
+	RequestID    string `json:"request_id"`
+	User         int64  `json:"user"`
+	Organization int64  `json:"organization"`
+	Provider     string `json:"provider"`
+	Cancelled    bool   `json:"cancelled"`
+}
+
+// AdminUsageList is GET /v1/admin/usage's answer.
+type AdminUsageList struct {
+	Object string       `json:"object" enum:"list"`
+	Data   []AdminUsage `json:"data"`
+	Totals UsageTotals  `json:"totals" doc:"Sums over every line the filters select (not only this page)."`
+}
+
+func totalsOf(t guichet.UsageTotals) UsageTotals {
+	return UsageTotals{Requests: t.Requests, PromptTokens: t.PromptTokens, CompletionTokens: t.CompletionTokens, Cost: t.Cost.Units(), KWh: t.KWh, KgCO2eq: t.KgCO2eq}
+}
+
+// adminUsage lists every user's lines (filters user, organization,
+// endpoint, start_time, end_time), with the totals (format=csv: CSV).
+func (s *Server) adminUsage(w http.ResponseWriter, r *http.Request) {
+	if !s.ledgerReady(w) {
+		return
+	}
+	f, gerr := usageFilter(r)
+	if gerr == nil {
+		f.UserID, gerr = queryID(r, "user")
+	}
+	if gerr == nil {
+		f.OrganizationID, gerr = queryID(r, "organization")
+	}
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	if r.URL.Query().Get("format") == "csv" {
+		s.usageCSV(w, r, f)
+		return
+	}
+	page, gerr := parsePage(r, "time", "cost", "total_tokens")
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	if r.URL.Query().Get("order_by") == "" {
+		page.OrderBy, page.Desc = "time", true
+	}
+	lines, err := s.usage.Usage(r.Context(), f, page)
+	if err != nil {
+		writeError(w, s.storeError(err, "usage", ""))
+		return
+	}
+	totals, err := s.usage.UsageTotals(r.Context(), f)
+	if err != nil {
+		writeError(w, s.storeError(err, "usage", ""))
+		return
+	}
+	out := AdminUsageList{Object: "list", Data: make([]AdminUsage, 0, len(lines)), Totals: totalsOf(totals)}
+	for _, l := range lines {
+		out.Data = append(out.Data, AdminUsage{MeUsage: meUsageOf(l), RequestID: l.RequestID, User: l.UserID, Organization: l.OrganizationID, Provider: l.Provider, Cancelled: l.Cancelled})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// maxCSVLines bounds one export; narrow the time range for more.
+const maxCSVLines = 1_000_000
+
+// usageCSV streams the selected lines as CSV, oldest first.
+func (s *Server) usageCSV(w http.ResponseWriter, r *http.Request, f guichet.UsageFilter) {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="usage.csv"`)
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"time", "request_id", "organization", "user", "key", "endpoint", "model", "provider_model", "provider", "status",
+		"prompt_tokens", "completion_tokens", "cost", "kwh", "kgco2eq", "latency_ms", "ttft_ms", "cancelled"})
+	opt := func(v *float64) string {
+		if v == nil {
+			return ""
+		}
+		return strconv.FormatFloat(*v, 'g', -1, 64)
+	}
+	for offset := 0; offset < maxCSVLines; offset += 100 {
+		lines, err := s.usage.Usage(r.Context(), f, guichet.Page{Offset: offset, Limit: 100, OrderBy: "time"})
+		if err != nil {
+			s.log.Error("usage CSV export cut short", "err", err)
+			break // the header is out: the client sees a short file
+		}
+		for _, l := range lines {
+			cw.Write([]string{l.Time.Format(time.RFC3339Nano), l.RequestID, itoa(l.OrganizationID), itoa(l.UserID), itoa(l.KeyID), string(l.Endpoint),
+				l.Model, l.ProviderModel, l.Provider, strconv.Itoa(l.Status), itoa(l.PromptTokens), itoa(l.CompletionTokens), l.Cost.String(),
+				opt(l.KWh), opt(l.KgCO2eq), itoa(l.Latency.Milliseconds()), itoa(l.TTFT.Milliseconds()), strconv.FormatBool(l.Cancelled)})
+		}
+		if len(lines) < 100 {
+			break
+		}
+	}
+	cw.Flush()
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
