@@ -54,7 +54,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `guichet: a sovereign AI gateway (OpenAI-compatible API in front of self-hosted models)
 
 Commands:
-  serve [--config FILE] [--listen ADDR] [--data DIR] [--dev]
+  serve [--config FILE] [--listen ADDR] [--data DIR] [--dev] [--log-format json]
         serve the API (default: the bundled example config, 127.0.0.1:8080, ./data)
   demo  serve the API in front of guichet-sim, the bundled upstream simulator
   admin [--config FILE] [--data DIR] COMMAND

@@ -41,10 +41,11 @@ func serve(args []string, hooks *serveHooks) int {
 	dataDir := fs.String("data", "", "data directory (default ./data, env GUICHET_DATA)")
 	dev := fs.Bool("dev", false, "development mode: generate a master key if none is set")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", firstSet(os.Getenv("GUICHET_LOG_FORMAT"), "text"), "text or json (one JSON object a line, for log collectors; env GUICHET_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := newLogger(*logLevel)
+	log := newLogger(*logLevel, *logFormat)
 
 	cfg, err := loadConfig(*configPath)
 	if err == nil && *configPath == "" {
@@ -186,12 +187,16 @@ func redact(raw string) string {
 	return u.Redacted()
 }
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
 func firstSet(vals ...string) string {
