@@ -501,6 +501,13 @@ func TestUsageLedgerPerUserAndForAdmins(t *testing.T) {
 	tn.call(tn.alice, "GET", "/v1/admin/usage", "", 403) // admins only
 	tn.call(tn.alice, "GET", "/v1/me/usage?start_time=x", "", 422)
 
+	var legacy LegacyUsageList
+	json.Unmarshal(tn.call(tn.alice, "GET", "/v1/usage?limit=2&order_by=cost&order_direction=asc", "", 200), &legacy)
+	if len(legacy.Data) != 2 || legacy.Total != 3 || legacy.TotalPages != 2 || !legacy.HasMore || legacy.TotalTokens != 3*(legacy.Data[0].TotalTokens) || legacy.Data[0].RequestModel != "chat" {
+		t.Fatalf("legacy usage: %+v", legacy)
+	}
+	tn.call(tn.alice, "GET", "/v1/usage?order_by=colour", "", 422)
+
 	var all AdminUsageList
 	json.Unmarshal(tn.call(tn.admin, "GET", fmt.Sprintf("/v1/admin/usage?user=%d", tn.aliceID), "", 200), &all)
 	if len(all.Data) != 3 || all.Totals.Requests != 3 || all.Totals.CompletionTokens != 24 || all.Data[0].User != tn.aliceID {

@@ -108,6 +108,7 @@ var operations = []operation{
 	{method: "GET", path: "/v1/me/keys", summary: "Your API keys (prefixes only).", tag: "me", response: List[Key]{}, query: pageQuery},
 	{method: "GET", path: "/v1/me/keys/{id}", summary: "One of your API keys.", tag: "me", response: Key{}},
 	{method: "GET", path: "/v1/me/usage", summary: "Your usage ledger, newest first: tokens, cost, carbon and timings of each request.", tag: "me", response: MeUsageList{}, query: []string{"offset", "limit", "start_time", "end_time", "endpoint", "format"}, responseTypes: []string{"application/json", "text/csv"}},
+	{method: "GET", path: "/v1/usage", summary: "Your usage, in OpenGateLLM's July 2025 shape (page, order_by, date range, totals).", tag: "me", response: LegacyUsageList{}, query: []string{"limit", "page", "order_by", "order_direction", "date_from", "date_to"}},
 	{method: "GET", path: "/v1/admin/usage", summary: "Every user's usage ledger, with totals; format=csv exports it.", tag: "admin", response: AdminUsageList{}, responseTypes: []string{"application/json", "text/csv"}, query: []string{"offset", "limit", "order_by", "order_direction", "user", "organization", "endpoint", "start_time", "end_time", "format"}, permission: "admin"},
 	{method: "DELETE", path: "/v1/me/keys/{id}", summary: "Revoke one of your API keys (every replica within a second).", tag: "me", status: 204},
 }
@@ -193,7 +194,7 @@ func openAPIDocument() ([]byte, error) {
 		}
 		for _, q := range op.query {
 			typ := "string"
-			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" || q == "start_time" || q == "end_time" {
+			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" || q == "start_time" || q == "end_time" || q == "page" || q == "date_from" || q == "date_to" {
 				typ = "integer"
 			}
 			o.Parameters = append(o.Parameters, &huma.Param{Name: q, In: "query", Schema: &huma.Schema{Type: typ}})

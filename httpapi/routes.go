@@ -34,6 +34,7 @@ func (s *Server) routes() http.Handler {
 	private("GET /v1/me/keys/{id}", http.HandlerFunc(s.getMyKey))
 	private("DELETE /v1/me/keys/{id}", http.HandlerFunc(s.deleteMyKey))
 	private("GET /v1/me/usage", http.HandlerFunc(s.meUsage))
+	private("GET /v1/usage", http.HandlerFunc(s.legacyUsage))
 
 	admin := func(pattern string, h http.HandlerFunc) { private(pattern, require(guichet.PermAdmin, h)) }
 	admin("GET /v1/admin/usage", s.adminUsage)

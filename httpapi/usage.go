@@ -249,3 +249,127 @@ func (s *Server) usageCSV(w http.ResponseWriter, r *http.Request, f guichet.Usag
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// LegacyUsage is a line of OpenGateLLM's July 2025 GET /v1/usage.
+type LegacyUsage struct {
+	ID               string   `json:"id" doc:"The request id."`
+	Datetime         int64    `json:"datetime"`
+	Duration         int64    `json:"duration" doc:"Milliseconds."`
+	TimeToFirstToken *int64   `json:"time_to_first_token" doc:"Milliseconds; null when not streamed."`
+	UserID           int64    `json:"user_id"`
+	TokenID          int64    `json:"token_id"`
+	Endpoint         string   `json:"endpoint"`
+	Method           string   `json:"method"`
+	Model            string   `json:"model" doc:"The model's name on the provider."`
+	RequestModel     string   `json:"request_model"`
+	PromptTokens     int64    `json:"prompt_tokens"`
+	CompletionTokens int64    `json:"completion_tokens"`
+	TotalTokens      int64    `json:"total_tokens"`
+	Cost             float64  `json:"cost"`
+	Status           int      `json:"status"`
+	KWhMin           *float64 `json:"kwh_min" doc:"guichet gives the central estimate as min and max."`
+	KWhMax           *float64 `json:"kwh_max"`
+	KgCO2eqMin       *float64 `json:"kgco2eq_min"`
+	KgCO2eqMax       *float64 `json:"kgco2eq_max"`
+}
+
+// LegacyUsageList is GET /v1/usage's answer.
+type LegacyUsageList struct {
+	Object           string        `json:"object" enum:"list"`
+	Data             []LegacyUsage `json:"data"`
+	Total            int64         `json:"total"`
+	TotalRequests    int64         `json:"total_requests"`
+	TotalAlbertCoins float64       `json:"total_albert_coins" doc:"The total cost."`
+	TotalTokens      int64         `json:"total_tokens"`
+	TotalCO2         float64       `json:"total_co2" doc:"Grams of CO2eq: a sum (OpenGateLLM gave an average)."`
+	Page             int           `json:"page"`
+	Limit            int           `json:"limit"`
+	TotalPages       int64         `json:"total_pages"`
+	HasMore          bool          `json:"has_more"`
+}
+
+// legacyUsage is OpenGateLLM's July 2025 usage listing, for its clients:
+// page/limit, order_by datetime|cost|total_tokens, date_from/date_to
+// (default: the last 30 days), with totals.
+func (s *Server) legacyUsage(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if p.Master {
+		writeError(w, errMasterIsNoUser)
+		return
+	}
+	if !s.ledgerReady(w) {
+		return
+	}
+	q := r.URL.Query()
+	num := func(name string, def, lo, hi int) (int, *guichet.Error) {
+		v := q.Get(name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return 0, errorf(http.StatusUnprocessableEntity, "invalid_value", "%s must be a whole number from %d to %d, not %q", name, lo, hi, v).WithParam(name)
+		}
+		return n, nil
+	}
+	limit, gerr := num("limit", 50, 1, 100)
+	var page int
+	if gerr == nil {
+		page, gerr = num("page", 1, 1, 1<<30)
+	}
+	f := guichet.UsageFilter{}
+	if gerr == nil {
+		f, gerr = usageFilter(r)
+	}
+	if gerr != nil {
+		writeError(w, gerr)
+		return
+	}
+	f.UserID = p.User.ID
+	if f.To.IsZero() {
+		f.To = time.Now().UTC().Add(time.Second)
+	}
+	if f.From.IsZero() {
+		f.From = f.To.Add(-30 * 24 * time.Hour)
+	}
+	order := map[string]string{"": "time", "datetime": "time", "cost": "cost", "total_tokens": "total_tokens"}[q.Get("order_by")]
+	if order == "" {
+		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid_value", "order_by must be datetime, cost or total_tokens, not %q", q.Get("order_by")).WithParam("order_by"))
+		return
+	}
+	desc := true
+	switch q.Get("order_direction") {
+	case "", "desc":
+	case "asc":
+		desc = false
+	default:
+		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid_value", "order_direction must be asc or desc").WithParam("order_direction"))
+		return
+	}
+	lines, err := s.usage.Usage(r.Context(), f, guichet.Page{Offset: (page - 1) * limit, Limit: limit, OrderBy: order, Desc: desc})
+	if err != nil {
+		writeError(w, s.storeError(err, "usage", ""))
+		return
+	}
+	t, err := s.usage.UsageTotals(r.Context(), f)
+	if err != nil {
+		writeError(w, s.storeError(err, "usage", ""))
+		return
+	}
+	out := LegacyUsageList{Object: "list", Data: make([]LegacyUsage, 0, len(lines)), Total: t.Requests, TotalRequests: t.Requests,
+		TotalAlbertCoins: t.Cost.Units(), TotalTokens: t.PromptTokens + t.CompletionTokens, TotalCO2: t.KgCO2eq * 1000,
+		Page: page, Limit: limit, TotalPages: (t.Requests + int64(limit) - 1) / int64(limit)}
+	out.HasMore = int64(page) < out.TotalPages
+	for _, l := range lines {
+		u := LegacyUsage{ID: l.RequestID, Datetime: l.Time.Unix(), Duration: l.Latency.Milliseconds(), UserID: l.UserID, TokenID: l.KeyID,
+			Endpoint: string(l.Endpoint), Method: "POST", Model: l.ProviderModel, RequestModel: l.Model, PromptTokens: l.PromptTokens,
+			CompletionTokens: l.CompletionTokens, TotalTokens: l.PromptTokens + l.CompletionTokens, Cost: l.Cost.Units(), Status: l.Status,
+			KWhMin: l.KWh, KWhMax: l.KWh, KgCO2eqMin: l.KgCO2eq, KgCO2eqMax: l.KgCO2eq}
+		if l.TTFT > 0 {
+			ms := l.TTFT.Milliseconds()
+			u.TimeToFirstToken = &ms
+		}
+		out.Data = append(out.Data, u)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
