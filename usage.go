@@ -49,6 +49,23 @@ type UsageTotals struct {
 	KgCO2eq          float64
 }
 
+// UsageDay sums one day (UTC) of one user's use of one model.
+type UsageDay struct {
+	Day              time.Time // midnight UTC
+	OrganizationID   int64
+	UserID           int64
+	Model            string
+	Requests         int64
+	PromptTokens     int64
+	CompletionTokens int64
+	Cost             Amount
+	KWh              float64
+	KgCO2eq          float64
+}
+
+// MaxUsageDays bounds one UsageDaily answer.
+const MaxUsageDays = 10000
+
 // Ledger stores usage lines. SQLite and PostgreSQL implement it; one
 // conformance suite (storetest) runs on both.
 type Ledger interface {
@@ -61,4 +78,7 @@ type Ledger interface {
 	Usage(ctx context.Context, f UsageFilter, p Page) ([]UsageLine, error)
 	// UsageTotals sums the lines f selects.
 	UsageTotals(ctx context.Context, f UsageFilter) (UsageTotals, error)
+	// UsageDaily sums the lines f selects by day, organization, user and
+	// model (sums, not averages), oldest day first, at most MaxUsageDays.
+	UsageDaily(ctx context.Context, f UsageFilter) ([]UsageDay, error)
 }

@@ -513,6 +513,16 @@ func TestUsageLedgerPerUserAndForAdmins(t *testing.T) {
 	if len(all.Data) != 3 || all.Totals.Requests != 3 || all.Totals.CompletionTokens != 24 || all.Data[0].User != tn.aliceID {
 		t.Fatalf("admin view of alice: %d lines, totals %+v", len(all.Data), all.Totals)
 	}
+	var days UsageDayList
+	json.Unmarshal(tn.call(tn.alice, "GET", "/v1/me/usage/daily", "", 200), &days)
+	if len(days.Data) != 1 || days.Data[0].Requests != 3 || days.Data[0].CompletionTokens != 24 || days.Data[0].Model != "chat" || days.Data[0].User != tn.aliceID {
+		t.Fatalf("alice's daily usage: %+v", days.Data)
+	}
+	json.Unmarshal(tn.call(tn.admin, "GET", "/v1/admin/usage/daily", "", 200), &days)
+	if len(days.Data) != 2 {
+		t.Fatalf("everyone's daily usage: %+v, want alice's and bob's rows", days.Data)
+	}
+	tn.call(tn.bob, "GET", "/v1/admin/usage/daily", "", 403)
 	w := tn.do(tn.admin, "GET", "/v1/admin/usage?format=csv", "")
 	rows := strings.Split(strings.TrimSpace(w.Body.String()), "\n")
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/csv") || len(rows) < 5 || !strings.HasPrefix(rows[0], "time,request_id,") {

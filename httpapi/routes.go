@@ -35,9 +35,11 @@ func (s *Server) routes() http.Handler {
 	private("DELETE /v1/me/keys/{id}", http.HandlerFunc(s.deleteMyKey))
 	private("GET /v1/me/usage", http.HandlerFunc(s.meUsage))
 	private("GET /v1/usage", http.HandlerFunc(s.legacyUsage))
+	private("GET /v1/me/usage/daily", s.usageDaily(false))
 
 	admin := func(pattern string, h http.HandlerFunc) { private(pattern, require(guichet.PermAdmin, h)) }
 	admin("GET /v1/admin/usage", s.adminUsage)
+	admin("GET /v1/admin/usage/daily", s.usageDaily(true))
 	admin("POST /v1/admin/organizations", s.createOrganization)
 	admin("GET /v1/admin/organizations", s.listOrganizations)
 	admin("GET /v1/admin/organizations/{id}", s.getOrganization)

@@ -373,3 +373,64 @@ func (s *Server) legacyUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// UsageDay is one day of one user's use of one model: sums.
+type UsageDay struct {
+	Day              string  `json:"day" doc:"UTC date, YYYY-MM-DD."`
+	Organization     int64   `json:"organization"`
+	User             int64   `json:"user"`
+	Model            string  `json:"model"`
+	Requests         int64   `json:"requests"`
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	TotalTokens      int64   `json:"total_tokens"`
+	Cost             float64 `json:"cost"`
+	KWh              float64 `json:"kWh"`
+	KgCO2eq          float64 `json:"kgCO2eq"`
+}
+
+// UsageDayList is the answer of the daily usage endpoints.
+type UsageDayList struct {
+	Object string     `json:"object" enum:"list"`
+	Data   []UsageDay `json:"data"`
+}
+
+// usageDaily answers daily sums by model: the caller's (me), or anyone's
+// for administrators (filters user, organization).
+func (s *Server) usageDaily(admin bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := principal(r)
+		if !admin && p.Master {
+			writeError(w, errMasterIsNoUser)
+			return
+		}
+		if !s.ledgerReady(w) {
+			return
+		}
+		f, gerr := usageFilter(r)
+		if gerr == nil && admin {
+			if f.UserID, gerr = queryID(r, "user"); gerr == nil {
+				f.OrganizationID, gerr = queryID(r, "organization")
+			}
+		}
+		if gerr != nil {
+			writeError(w, gerr)
+			return
+		}
+		if !admin {
+			f.UserID = p.User.ID
+		}
+		days, err := s.usage.UsageDaily(r.Context(), f)
+		if err != nil {
+			writeError(w, s.storeError(err, "usage", ""))
+			return
+		}
+		out := UsageDayList{Object: "list", Data: make([]UsageDay, 0, len(days))}
+		for _, d := range days {
+			out.Data = append(out.Data, UsageDay{Day: d.Day.Format(time.DateOnly), Organization: d.OrganizationID, User: d.UserID, Model: d.Model,
+				Requests: d.Requests, PromptTokens: d.PromptTokens, CompletionTokens: d.CompletionTokens, TotalTokens: d.PromptTokens + d.CompletionTokens,
+				Cost: d.Cost.Units(), KWh: d.KWh, KgCO2eq: d.KgCO2eq})
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}

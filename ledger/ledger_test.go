@@ -46,6 +46,9 @@ func (m *memStore) Usage(context.Context, guichet.UsageFilter, guichet.Page) ([]
 func (m *memStore) UsageTotals(context.Context, guichet.UsageFilter) (guichet.UsageTotals, error) {
 	return guichet.UsageTotals{}, nil
 }
+func (m *memStore) UsageDaily(context.Context, guichet.UsageFilter) ([]guichet.UsageDay, error) {
+	return nil, nil
+}
 func (m *memStore) setDown(d bool) { m.mu.Lock(); m.down = d; m.mu.Unlock() }
 func (m *memStore) count() int     { m.mu.Lock(); defer m.mu.Unlock(); return len(m.lines) }
 

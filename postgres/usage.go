@@ -266,6 +266,77 @@ func (db *DB) UsageTotals(ctx context.Context, f guichet.UsageFilter) (guichet.U
 	return t, err
 }
 
+// UsageDaily sums the requests' lines (attempt 0) by UTC day,
+// organization, user and model. Without an endpoint filter and with whole
+// days as bounds it reads the usage_daily rollup (one row a day per user
+// and model, however many requests); otherwise it groups the lines.
+func (db *DB) UsageDaily(ctx context.Context, f guichet.UsageFilter) ([]guichet.UsageDay, error) {
+	limit := ` ORDER BY day, model, organization_id, user_id LIMIT ` + strconv.Itoa(guichet.MaxUsageDays)
+	var query string
+	var args []any
+	if f.Endpoint == "" && wholeDay(f.From) && wholeDay(f.To) {
+		var conds []string
+		add := func(cond string, arg any) {
+			args = append(args, arg)
+			conds = append(conds, cond+" $"+strconv.Itoa(len(args)))
+		}
+		if f.UserID != 0 {
+			add("user_id =", f.UserID)
+		}
+		if f.OrganizationID != 0 {
+			add("organization_id =", f.OrganizationID)
+		}
+		if !f.From.IsZero() {
+			add("day >=", f.From.UTC().Format(time.DateOnly))
+		}
+		if !f.To.IsZero() {
+			add("day <", f.To.UTC().Format(time.DateOnly))
+		}
+		where := ""
+		if len(conds) > 0 {
+			where = " WHERE " + strings.Join(conds, " AND ")
+		}
+		query = `SELECT day, organization_id, user_id, model, requests, prompt_tokens, completion_tokens, cost, kwh, kgco2eq
+			FROM usage_daily` + where + limit
+	} else {
+		var where string
+		where, args = usageWhere(f)
+		if where == "" {
+			where = " WHERE attempt = 0"
+		} else {
+			where += " AND attempt = 0"
+		}
+		query = `SELECT (time AT TIME ZONE 'UTC')::date AS day, organization_id, user_id, model, count(*),
+			sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint, sum(cost)::bigint, coalesce(sum(kwh), 0), coalesce(sum(kgco2eq), 0)
+			FROM usage_lines` + where + ` GROUP BY 1, organization_id, user_id, model` + limit
+	}
+	rows, err := db.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []guichet.UsageDay
+	for rows.Next() {
+		var d guichet.UsageDay
+		var cost int64
+		if err := rows.Scan(&d.Day, &d.OrganizationID, &d.UserID, &d.Model, &d.Requests, &d.PromptTokens, &d.CompletionTokens, &cost, &d.KWh, &d.KgCO2eq); err != nil {
+			return nil, err
+		}
+		d.Day, d.Cost = time.Date(d.Day.Year(), d.Day.Month(), d.Day.Day(), 0, 0, 0, 0, time.UTC), guichet.Amount(cost)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// wholeDay reports a bound the daily rollup can answer: none, or midnight UTC.
+func wholeDay(t time.Time) bool {
+	if t.IsZero() {
+		return true
+	}
+	u := t.UTC()
+	return u.Hour() == 0 && u.Minute() == 0 && u.Second() == 0 && u.Nanosecond() == 0
+}
+
 // usageWhere is the WHERE clause of a filter ("" when it selects all).
 func usageWhere(f guichet.UsageFilter) (string, []any) {
 	var conds []string

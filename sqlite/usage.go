@@ -131,6 +131,36 @@ func (db *DB) UsageTotals(ctx context.Context, f guichet.UsageFilter) (guichet.U
 	return t, err
 }
 
+// UsageDaily sums the requests' lines (attempt 0) by UTC day,
+// organization, user and model.
+func (db *DB) UsageDaily(ctx context.Context, f guichet.UsageFilter) ([]guichet.UsageDay, error) {
+	where, args := usageWhere(f)
+	if where == "" {
+		where = " WHERE attempt = 0"
+	} else {
+		where += " AND attempt = 0"
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT time / 86400000000 AS day, organization_id, user_id, model, count(*),
+		sum(prompt_tokens), sum(completion_tokens), sum(cost), coalesce(sum(kwh), 0.0), coalesce(sum(kgco2eq), 0.0)
+		FROM usage_lines`+where+` GROUP BY day, organization_id, user_id, model
+		ORDER BY day, model, organization_id, user_id LIMIT `+strconv.Itoa(guichet.MaxUsageDays), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []guichet.UsageDay
+	for rows.Next() {
+		var d guichet.UsageDay
+		var day, cost int64
+		if err := rows.Scan(&day, &d.OrganizationID, &d.UserID, &d.Model, &d.Requests, &d.PromptTokens, &d.CompletionTokens, &cost, &d.KWh, &d.KgCO2eq); err != nil {
+			return nil, err
+		}
+		d.Day, d.Cost = time.Unix(day*86400, 0).UTC(), guichet.Amount(cost)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // usageWhere is the WHERE clause of a filter ("" when it selects all).
 func usageWhere(f guichet.UsageFilter) (string, []any) {
 	var conds []string

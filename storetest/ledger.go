@@ -2,9 +2,12 @@ package storetest
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +32,7 @@ func Ledger(t *testing.T, open func(t *testing.T) guichet.Ledger) {
 		{"PageLimits", testUsagePageLimits},
 		{"Concurrent", testUsageConcurrent},
 		{"LargeBatch", testUsageLargeBatch},
+		{"Daily", testUsageDaily},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -413,3 +417,59 @@ func sumUsage(lines []guichet.UsageLine) guichet.UsageTotals {
 }
 
 func float64p(v float64) *float64 { return &v }
+
+// testUsageDaily: daily sums by organization, user and model equal the
+// sums of the lines, for every kind of filter (whole days, part of a day,
+// an endpoint), replays included.
+func testUsageDaily(t *testing.T, l guichet.Ledger) {
+	ctx := context.Background()
+	lines := UsageLines("daily", 200)
+	for range 2 {
+		if err := l.Record(ctx, lines); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []guichet.UsageFilter{
+		{},
+		{From: MonthBoundary},
+		{To: MonthBoundary},
+		{From: MonthBoundary.Add(-time.Hour + time.Minute)},
+		{Endpoint: guichet.EndpointChat},
+		{UserID: 2, OrganizationID: 20},
+	} {
+		got, err := l.UsageDaily(ctx, f)
+		if err != nil {
+			t.Fatalf("UsageDaily(%+v): %v", f, err)
+		}
+		groups := map[string][]guichet.UsageLine{}
+		var keys []string
+		for _, line := range filterUsage(lines, f) {
+			day := line.Time.UTC().Truncate(24 * time.Hour)
+			k := fmt.Sprintf("%s|%s|%06d|%06d", day.Format(time.DateOnly), line.Model, line.OrganizationID, line.UserID)
+			if _, seen := groups[k]; !seen {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], line)
+		}
+		sort.Strings(keys)
+		var want []guichet.UsageDay
+		for _, k := range keys {
+			g := groups[k]
+			sum := sumUsage(g)
+			if sum.Requests == 0 {
+				continue // attempt lines only
+			}
+			want = append(want, guichet.UsageDay{Day: g[0].Time.UTC().Truncate(24 * time.Hour), OrganizationID: g[0].OrganizationID, UserID: g[0].UserID,
+				Model: g[0].Model, Requests: sum.Requests, PromptTokens: sum.PromptTokens, CompletionTokens: sum.CompletionTokens,
+				Cost: sum.Cost, KWh: sum.KWh, KgCO2eq: sum.KgCO2eq})
+		}
+		if len(got) != len(want) {
+			t.Fatalf("UsageDaily(%+v): %d rows, want %d", f, len(got), len(want))
+		}
+		for i := range want {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("UsageDaily(%+v) row %d:\n got %+v\nwant %+v", f, i, got[i], want[i])
+			}
+		}
+	}
+}
