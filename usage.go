@@ -81,4 +81,8 @@ type Ledger interface {
 	// UsageDaily sums the lines f selects by day, organization, user and
 	// model (sums, not averages), oldest day first, at most MaxUsageDays.
 	UsageDaily(ctx context.Context, f UsageFilter) ([]UsageDay, error)
+	// PruneUsage forgets lines older than before (retention). A store may
+	// keep some a little longer: PostgreSQL drops whole months. The daily
+	// sums stay.
+	PruneUsage(ctx context.Context, before time.Time) error
 }

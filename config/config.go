@@ -17,6 +17,7 @@ type Config struct {
 	Server  Server   `yaml:"server"`
 	Storage Storage  `yaml:"storage"`
 	Limits  Limits   `yaml:"limits"`
+	Ledger  Ledger   `yaml:"ledger"`
 	RAG     RAG      `yaml:"rag"`
 	Models  []*Model `yaml:"models"`
 
@@ -70,6 +71,14 @@ type Limits struct {
 	ReserveMaxTokens int64 `yaml:"reserve_max_tokens"`
 	// MaxKeyDays caps the lifetime of API keys; 0 lets keys never expire.
 	MaxKeyDays int `yaml:"max_key_days"`
+}
+
+// Ledger holds the usage ledger's settings.
+type Ledger struct {
+	// RetentionDays is how long usage lines are kept (0: forever). The
+	// daily sums stay. PostgreSQL drops whole months, so lines may stay
+	// up to a month longer.
+	RetentionDays int `yaml:"retention_days"`
 }
 
 // Modes of Limits.OnRedisDown.

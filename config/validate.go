@@ -85,6 +85,9 @@ func (c *Config) normalize() Problems {
 	if c.Limits.ReserveMaxTokens < 0 {
 		bad("limits.reserve_max_tokens", "must be a positive number of tokens")
 	}
+	if c.Ledger.RetentionDays != 0 && c.Ledger.RetentionDays < 31 {
+		bad("ledger.retention_days", "must be 0 (keep every line) or at least 31 days (lines are dropped by the month)")
+	}
 	if c.Limits.MaxKeyDays < 0 {
 		bad("limits.max_key_days", "must be 0 (no cap) or a number of days")
 	}

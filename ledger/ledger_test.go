@@ -49,8 +49,9 @@ func (m *memStore) UsageTotals(context.Context, guichet.UsageFilter) (guichet.Us
 func (m *memStore) UsageDaily(context.Context, guichet.UsageFilter) ([]guichet.UsageDay, error) {
 	return nil, nil
 }
-func (m *memStore) setDown(d bool) { m.mu.Lock(); m.down = d; m.mu.Unlock() }
-func (m *memStore) count() int     { m.mu.Lock(); defer m.mu.Unlock(); return len(m.lines) }
+func (m *memStore) PruneUsage(context.Context, time.Time) error { return nil }
+func (m *memStore) setDown(d bool)                              { m.mu.Lock(); m.down = d; m.mu.Unlock() }
+func (m *memStore) count() int                                  { m.mu.Lock(); defer m.mu.Unlock(); return len(m.lines) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

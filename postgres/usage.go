@@ -266,6 +266,12 @@ func (db *DB) UsageTotals(ctx context.Context, f guichet.UsageFilter) (guichet.U
 	return t, err
 }
 
+// PruneUsage drops the month partitions that end before before.
+func (db *DB) PruneUsage(ctx context.Context, before time.Time) error {
+	_, err := db.DropUsageBefore(ctx, before)
+	return err
+}
+
 // UsageDaily sums the requests' lines (attempt 0) by UTC day,
 // organization, user and model. Without an endpoint filter and with whole
 // days as bounds it reads the usage_daily rollup (one row a day per user

@@ -131,6 +131,12 @@ func (db *DB) UsageTotals(ctx context.Context, f guichet.UsageFilter) (guichet.U
 	return t, err
 }
 
+// PruneUsage deletes the lines older than before.
+func (db *DB) PruneUsage(ctx context.Context, before time.Time) error {
+	_, err := db.db.ExecContext(ctx, `DELETE FROM usage_lines WHERE time < ?`, micros(before))
+	return err
+}
+
 // UsageDaily sums the requests' lines (attempt 0) by UTC day,
 // organization, user and model.
 func (db *DB) UsageDaily(ctx context.Context, f guichet.UsageFilter) ([]guichet.UsageDay, error) {

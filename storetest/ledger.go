@@ -33,6 +33,7 @@ func Ledger(t *testing.T, open func(t *testing.T) guichet.Ledger) {
 		{"Concurrent", testUsageConcurrent},
 		{"LargeBatch", testUsageLargeBatch},
 		{"Daily", testUsageDaily},
+		{"Prune", testUsagePrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -470,6 +471,29 @@ func testUsageDaily(t *testing.T, l guichet.Ledger) {
 			if !reflect.DeepEqual(got[i], want[i]) {
 				t.Errorf("UsageDaily(%+v) row %d:\n got %+v\nwant %+v", f, i, got[i], want[i])
 			}
+		}
+	}
+}
+
+// testUsagePrune: retention forgets the lines of the months before the
+// bound and keeps the rest (both stores agree on a month boundary).
+func testUsagePrune(t *testing.T, l guichet.Ledger) {
+	ctx := context.Background()
+	lines := UsageLines("prune", 100)
+	if err := l.Record(ctx, lines); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.PruneUsage(ctx, MonthBoundary); err != nil {
+		t.Fatal(err)
+	}
+	got := allUsage(t, l, guichet.UsageFilter{}, guichet.Page{Limit: 100})
+	want := filterUsage(lines, guichet.UsageFilter{From: MonthBoundary})
+	if len(got) != len(want) || len(want) == 0 || len(want) == len(lines) {
+		t.Fatalf("after pruning before %v: %d lines, want %d of %d", MonthBoundary, len(got), len(want), len(lines))
+	}
+	for _, line := range got {
+		if line.Time.Before(MonthBoundary) {
+			t.Fatalf("a line of %v survived", line.Time)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/config"
 	"github.com/guichet/guichet/httpapi"
 	"github.com/guichet/guichet/ledger"
@@ -85,6 +86,9 @@ func serve(args []string, hooks *serveHooks) int {
 		fmt.Fprintln(os.Stderr, "guichet: usage ledger:", err)
 		return 1
 	}
+	if days := cfg.Ledger.RetentionDays; days > 0 {
+		go retain(ctx, st.usage, days, log)
+	}
 	opts := httpapi.Options{Config: cfg, Models: models, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q, Ledger: usage, Usage: st.usage}
 	if qh != nil { // a nil *Fallback is not a nil interface
 		opts.QuotaHealth = qh
@@ -141,6 +145,23 @@ func serve(args []string, hooks *serveHooks) int {
 	}
 	log.Info("usage ledger flushed", "recorded", usage.Recorded(), "spilled", usage.Spilled())
 	return 0
+}
+
+// retain forgets usage lines older than days, at start and then daily.
+func retain(ctx context.Context, usage guichet.Ledger, days int, log *slog.Logger) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		before := time.Now().UTC().AddDate(0, 0, -days)
+		if err := usage.PruneUsage(ctx, before); err != nil && ctx.Err() == nil {
+			log.Error("usage ledger retention", "before", before.Format(time.DateOnly), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // loadConfig loads path, or the bundled example when path is empty.
