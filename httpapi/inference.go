@@ -163,6 +163,7 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 // is), ends the request here and send returns nil; otherwise the caller
 // relays the answer and closes it.
 func (s *Server) send(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) *routing.Answer {
+	call.Attempted = x.attempted
 	ans, err := model.Send(r.Context(), call)
 	if err != nil {
 		s.fail(w, x, asError(err))
@@ -225,7 +226,18 @@ type exchange struct {
 	estimate      int64      // input tokens estimated at admission; -1: not estimated
 	kwhPerToken   float64    // the provider's measured energy per token, if any
 	providerModel string     // the model's name on the provider that answered
-	cancelled     bool       // the client left before the end
+	tries         []try      // every upstream attempt, for the ledger when there were several
+	requested     string     // the model the client asked for (x.model becomes the one that answered)
+}
+
+// try is one upstream attempt.
+type try struct {
+	model, provider, providerModel, outcome string
+	took                                    time.Duration
+}
+
+func (x *exchange) attempted(m *routing.Model, p *upstream.Provider, outcome string, took time.Duration) {
+	x.tries = append(x.tries, try{model: m.Name, provider: p.ID, providerModel: p.ModelName, outcome: outcome, took: took})
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {

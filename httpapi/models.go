@@ -83,6 +83,6 @@ func (s *Server) resolve(x *exchange, name string) (*routing.Model, *guichet.Err
 	if !e.Accepts(m.Type) {
 		return nil, errorf(http.StatusUnprocessableEntity, "wrong_model_type", "model %q is a %s model; %s needs a model of type %s", name, m.Type, e, e.AcceptedList()).WithParam("model")
 	}
-	x.model = m.Name
+	x.model, x.requested = m.Name, m.Name
 	return m, nil
 }

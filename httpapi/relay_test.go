@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -8,7 +9,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/sim"
 )
 
@@ -109,4 +112,49 @@ models:
 		t.Fatalf("final chunk %s", events[len(events)-2])
 	}
 	check("stream", *chunk.Usage, [2]float64{2, 6}, true)
+}
+
+// A request that needed a fallback leaves its line and one line per
+// upstream attempt, linked by the request id.
+func TestLedgerHasALinePerAttempt(t *testing.T) {
+	upstream := httptest.NewServer(sim.New(sim.Config{Models: []string{"m"}, OutputTokens: 5}))
+	defer upstream.Close()
+	s := serverFor(t, `
+models:
+  - name: chat
+    type: text-generation
+    providers: [{type: vllm, url: "`+upstream.URL+`", model_name: m}]
+  - name: broken
+    type: text-generation
+    fallbacks: [chat]
+    providers: [{type: vllm, url: "http://127.0.0.1:1", model_name: gone}]
+`)
+	w := do(s, "POST", "/v1/chat/completions", `{"model":"broken","messages":[{"role":"user","content":"x"}]}`, "application/json")
+	if w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	id := w.Header().Get("X-Request-Id")
+	var lines []guichet.UsageLine
+	for deadline := time.Now().Add(5 * time.Second); len(lines) < 3 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		lines, _ = s.usage.Usage(context.Background(), guichet.UsageFilter{}, guichet.Page{Limit: 10})
+	}
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want the request's and two attempts': %+v", len(lines), lines)
+	}
+	byAttempt := map[int]guichet.UsageLine{}
+	for _, l := range lines {
+		if l.RequestID != id {
+			t.Fatalf("line of request %q, want %q", l.RequestID, id)
+		}
+		byAttempt[l.Attempt] = l
+	}
+	if r := byAttempt[0]; r.Model != "broken" || r.CompletionTokens != 5 || r.Status != 200 {
+		t.Errorf("the request's line: %+v", r)
+	}
+	if a := byAttempt[1]; a.Model != "broken" || a.ProviderModel != "gone" || a.Status != 502 || a.CompletionTokens != 0 {
+		t.Errorf("the failed attempt's line: %+v", a)
+	}
+	if a := byAttempt[2]; a.Model != "chat" || a.Status != 200 {
+		t.Errorf("the fallback attempt's line: %+v", a)
+	}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -48,7 +49,7 @@ func (s *Server) record(x *exchange, m *routing.Model, status int, prompt, compl
 		return
 	}
 	l := guichet.UsageLine{
-		Time: x.start.UTC(), RequestID: x.id, Endpoint: x.endpoint, Model: m.Name,
+		Time: x.start.UTC(), RequestID: x.id, Endpoint: x.endpoint, Model: orString(x.requested, m.Name),
 		ProviderModel: x.providerModel, Provider: x.provider, Status: status,
 		PromptTokens: prompt, CompletionTokens: completion, Cost: cost,
 		Latency: time.Since(x.start), TTFT: x.ttft, Cancelled: status == 499,
@@ -63,4 +64,38 @@ func (s *Server) record(x *exchange, m *routing.Model, status int, prompt, compl
 		l.KWh, l.KgCO2eq = &impact.KWh, &impact.KgCO2eq
 	}
 	s.ledger.Add(l)
+	if len(x.tries) < 2 {
+		return
+	}
+	// Retries and fallbacks: one line per attempt, linked by the request
+	// id. Tokens, cost and energy stay on the request's line.
+	for i, t := range x.tries {
+		a := guichet.UsageLine{Time: l.Time, RequestID: l.RequestID, Attempt: i + 1, OrganizationID: l.OrganizationID, UserID: l.UserID,
+			KeyID: l.KeyID, Endpoint: l.Endpoint, Model: t.model, ProviderModel: t.providerModel, Provider: t.provider,
+			Status: attemptStatus(t.outcome, status), Latency: t.took}
+		s.ledger.Add(a)
+	}
+}
+
+// attemptStatus is the HTTP status an attempt's outcome stands for.
+func attemptStatus(outcome string, final int) int {
+	switch outcome {
+	case "ok":
+		return final
+	case "client_error":
+		return http.StatusBadRequest
+	case "overloaded":
+		return http.StatusTooManyRequests
+	case "timeout":
+		return http.StatusGatewayTimeout
+	default: // server_error, unreachable, auth_refused
+		return http.StatusBadGateway
+	}
+}
+
+func orString(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
 }

@@ -24,6 +24,10 @@ type Call struct {
 	// error means "try elsewhere" (a stream that breaks before its first
 	// event, a body cut short).
 	Check func(resp *http.Response) error
+	// Attempted, if set, hears of every attempt: the provider (of model,
+	// the requested one or a fallback), how it ended (see outcome) and
+	// how long it took.
+	Attempted func(model *Model, p *upstream.Provider, outcome string, took time.Duration)
 }
 
 // Answer is the upstream response to relay to the client.
@@ -73,9 +77,16 @@ func (m *Model) Send(ctx context.Context, call Call) (*Answer, error) {
 				continue
 			}
 			attempts++
+			began := time.Now()
 			ans, err := attempt(ctx, p, call)
-			if model.onAttempt != nil && ctx.Err() == nil {
-				model.onAttempt(p, outcome(ans, err))
+			if ctx.Err() == nil {
+				how := outcome(ans, err)
+				if model.onAttempt != nil {
+					model.onAttempt(p, how)
+				}
+				if call.Attempted != nil {
+					call.Attempted(model, p, how, time.Since(began))
+				}
 			}
 			if err == nil {
 				ans.Model, ans.Attempts = model, attempts
