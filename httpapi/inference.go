@@ -61,7 +61,8 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			s.fail(w, x, gerr)
 			return
 		}
-		if gerr := s.admit(r.Context(), w, x, model, func() int64 { return count(req) }, req.MaxTokens); gerr != nil {
+		x.countInput = func() int64 { return count(req) }
+		if gerr := s.admit(r.Context(), w, x, model, x.countInput, req.MaxTokens); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
@@ -146,6 +147,11 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 	if u, ok := openai.UsageOf(payload); ok {
 		x.usage = u
 		payload, _ = openai.AddToUsage(payload, usageExtras(x, ans.Model)...)
+	} else if u, ok := countUsage(x, payload); ok {
+		// A provider that reports no usage (some llama.cpp or OpenAI-like
+		// servers): counted offline, and said so.
+		x.usage = u
+		payload = withCountedUsage(payload, u, usageExtras(x, ans.Model))
 	}
 	ct := ans.Header.Get("Content-Type")
 	if ct == "" {
@@ -222,12 +228,13 @@ type exchange struct {
 	attempts int
 
 	principal     *guichet.Principal
-	admission     *admission // what settle gives back to the quota
-	estimate      int64      // input tokens estimated at admission; -1: not estimated
-	kwhPerToken   float64    // the provider's measured energy per token, if any
-	providerModel string     // the model's name on the provider that answered
-	tries         []try      // every upstream attempt, for the ledger when there were several
-	requested     string     // the model the client asked for (x.model becomes the one that answered)
+	admission     *admission   // what settle gives back to the quota
+	estimate      int64        // input tokens estimated at admission; -1: not estimated
+	kwhPerToken   float64      // the provider's measured energy per token, if any
+	providerModel string       // the model's name on the provider that answered
+	tries         []try        // every upstream attempt, for the ledger when there were several
+	requested     string       // the model the client asked for (x.model becomes the one that answered)
+	countInput    func() int64 // counts the request's input tokens offline (nil: cannot)
 }
 
 // try is one upstream attempt.

@@ -158,3 +158,40 @@ models:
 		t.Errorf("the fallback attempt's line: %+v", a)
 	}
 }
+
+// A provider that reports no usage: guichet counts the tokens offline,
+// says so, and bills and records them.
+func TestAnswerWithoutUsageIsCountedOffline(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			fmt.Fprint(w, `{"data":[{"id":"m"}]}`)
+			return
+		}
+		fmt.Fprint(w, `{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello world"},"finish_reason":"stop"}]}`)
+	}))
+	defer upstream.Close()
+	s := serverFor(t, `
+models:
+  - name: chat
+    type: text-generation
+    costs: {prompt_tokens: 1000000, completion_tokens: 1000000}
+    providers: [{type: openai, url: "`+upstream.URL+`", model_name: m}]
+`)
+	w := do(s, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello world"}]}`, "application/json")
+	var body struct {
+		Usage struct {
+			PromptTokens     int64   `json:"prompt_tokens"`
+			CompletionTokens int64   `json:"completion_tokens"`
+			Cost             float64 `json:"cost"`
+			Counted          bool    `json:"counted_by_guichet"`
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	// "hello world" is 2 tokens; a chat adds 3 per message and 3 for the reply.
+	u := body.Usage
+	if !u.Counted || u.CompletionTokens != 2 || u.PromptTokens != 2+3+3 || u.Cost != float64(u.PromptTokens+u.CompletionTokens) {
+		t.Fatalf("usage %+v", u)
+	}
+}
