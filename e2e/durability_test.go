@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -152,18 +150,8 @@ func TestDatabaseOutageLosesNoUsageLine(t *testing.T) {
 		status, spilled := ledgerState(t, g)
 		return status == "ok" && spilled == 0
 	})
-	req, _ := http.NewRequest("GET", g.URL()+"/v1/me/usage?limit=100", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var lines meUsage
-	json.Unmarshal(body, &lines)
-	if len(lines.Data) != served {
-		t.Fatalf("%d requests served, %d ledger lines after the outage: %s", served, len(lines.Data), body)
+	if lines := usageOf(t, g, key); len(lines.Data) != served {
+		t.Fatalf("%d requests served, %d ledger lines after the outage", served, len(lines.Data))
 	}
 	if !strings.Contains(g.Logs(), "spill") {
 		t.Errorf("the outage was not logged:\n%s", g.Logs())

@@ -31,6 +31,16 @@ type meUsage struct {
 	} `json:"data"`
 }
 
+// usageOf reads the first 100 lines of GET /v1/me/usage for key.
+func usageOf(t *testing.T, g *process, key string) meUsage {
+	t.Helper()
+	var u meUsage
+	if code := getJSON(t, g.URL()+"/v1/me/usage?limit=100", key, &u); code != 200 {
+		t.Fatalf("/v1/me/usage: status %d", code)
+	}
+	return u
+}
+
 // TestLedgerMatchesWhatTheModelServerReported: every request a user makes
 // (streamed or not) has its line, with the tokens the provider reported,
 // the cost the answer showed and a carbon estimate; the lines survive a
@@ -81,21 +91,9 @@ func TestLedgerMatchesWhatTheModelServerReported(t *testing.T) {
 	if !strings.Contains(g.Logs(), "usage ledger flushed") {
 		t.Fatalf("no flush at shutdown:\n%s", g.Logs())
 	}
-	g2 := restartGuichet(t, g)
-	req, _ := http.NewRequest("GET", g2.URL()+"/v1/me/usage?limit=100", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var u meUsage
-	if err := json.Unmarshal(body, &u); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/v1/me/usage: %d %s", resp.StatusCode, body)
-	}
+	u := usageOf(t, restartGuichet(t, g), key)
 	if len(u.Data) != 4 {
-		t.Fatalf("%d ledger lines for 4 requests: %s", len(u.Data), body)
+		t.Fatalf("%d ledger lines for 4 requests: %+v", len(u.Data), u.Data)
 	}
 	var lp, lc int64
 	var lcost float64
@@ -147,17 +145,7 @@ func TestSIGTERMUnderLoadKeepsEveryLine(t *testing.T) {
 	if complete.Load() == 0 {
 		t.Fatal("no stream completed: graceful shutdown did not let them finish")
 	}
-	g2 := restartGuichet(t, g)
-	req, _ := http.NewRequest("GET", g2.URL()+"/v1/me/usage?limit=100", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var u meUsage
-	json.Unmarshal(body, &u)
+	u := usageOf(t, restartGuichet(t, g), key)
 	if int64(len(u.Data)) != complete.Load() {
 		t.Fatalf("%d streams completed, %d ledger lines", complete.Load(), len(u.Data))
 	}
