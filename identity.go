@@ -3,6 +3,7 @@ package guichet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -213,9 +214,24 @@ var (
 // Page selects a slice of a list.
 type Page struct {
 	Offset  int
-	Limit   int    // 0: store default (10)
+	Limit   int    // 0: the default (10); at most 100
 	OrderBy string // id, name, created, updated (users also email); "" = id
 	Desc    bool
+}
+
+// Window is the page's offset and limit as every store applies them:
+// limit 0 means 10, more than 100 means 100, negatives are an error.
+func (p Page) Window() (offset, limit int, err error) {
+	if p.Offset < 0 || p.Limit < 0 {
+		return 0, 0, fmt.Errorf("invalid page: offset %d, limit %d", p.Offset, p.Limit)
+	}
+	switch limit = p.Limit; {
+	case limit == 0:
+		limit = 10
+	case limit > 100:
+		limit = 100
+	}
+	return p.Offset, limit, nil
 }
 
 // UserFilter narrows a user list; zero fields do not filter.

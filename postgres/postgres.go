@@ -155,15 +155,9 @@ func pageClause(p guichet.Page, columns map[string]string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("cannot order by %q", p.OrderBy)
 	}
-	if p.Offset < 0 || p.Limit < 0 {
-		return "", fmt.Errorf("invalid page: offset %d, limit %d", p.Offset, p.Limit)
-	}
-	limit := p.Limit
-	switch {
-	case limit == 0:
-		limit = 10
-	case limit > 100:
-		limit = 100
+	offset, limit, err := p.Window()
+	if err != nil {
+		return "", err
 	}
 	dir := " ASC"
 	if p.Desc {
@@ -173,7 +167,7 @@ func pageClause(p guichet.Page, columns map[string]string) (string, error) {
 	if column != "id" {
 		order += ", id" + dir // ties in a stable order
 	}
-	return " ORDER BY " + order + " LIMIT " + strconv.Itoa(limit) + " OFFSET " + strconv.Itoa(p.Offset), nil
+	return " ORDER BY " + order + " LIMIT " + strconv.Itoa(limit) + " OFFSET " + strconv.Itoa(offset), nil
 }
 
 // now is the store's clock: UTC, to the microsecond (what PostgreSQL

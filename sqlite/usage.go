@@ -211,18 +211,12 @@ func usagePageClause(p guichet.Page) (string, error) {
 			dir = " DESC"
 		}
 	}
-	if p.Offset < 0 || p.Limit < 0 {
-		return "", fmt.Errorf("invalid page: offset %d, limit %d", p.Offset, p.Limit)
-	}
-	limit := p.Limit
-	switch {
-	case limit == 0:
-		limit = 10
-	case limit > 100:
-		limit = 100
+	offset, limit, err := p.Window()
+	if err != nil {
+		return "", err
 	}
 	return " ORDER BY " + column + dir + ", request_id, attempt LIMIT " + strconv.Itoa(limit) +
-		" OFFSET " + strconv.Itoa(p.Offset), nil
+		" OFFSET " + strconv.Itoa(offset), nil
 }
 
 func nullFloat(p *float64) any {
