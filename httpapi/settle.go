@@ -49,7 +49,7 @@ func (s *Server) record(x *exchange, m *routing.Model, status int, prompt, compl
 		return
 	}
 	l := guichet.UsageLine{
-		Time: x.start.UTC(), RequestID: x.id, Endpoint: x.endpoint, Model: orString(x.requested, m.Name),
+		Time: x.start.UTC(), RequestID: x.id, Endpoint: x.endpoint, Model: x.requested,
 		ProviderModel: x.providerModel, Provider: x.provider, Status: status,
 		PromptTokens: prompt, CompletionTokens: completion, Cost: cost,
 		Latency: time.Since(x.start), TTFT: x.ttft, Cancelled: status == 499,
@@ -91,11 +91,4 @@ func attemptStatus(outcome string, final int) int {
 	default: // server_error, unreachable, auth_refused
 		return http.StatusBadGateway
 	}
-}
-
-func orString(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
 }

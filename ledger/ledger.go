@@ -103,10 +103,10 @@ func (w *Writer) Close(ctx context.Context) error {
 	w.once.Do(func() { close(w.closing) })
 	select {
 	case <-w.done:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return w.spill.close()
 }
 
 func (w *Writer) run() {

@@ -161,5 +161,3 @@ func replayFile(path string, size int, record func([]guichet.UsageLine) error) (
 	}
 	return lines, nil
 }
-
-func (s *spill) close() error { return nil }
