@@ -251,7 +251,3 @@ func units(a *guichet.Amount) *float64 {
 	f := a.Units()
 	return &f
 }
-
-func notFoundf(format string, args ...any) *guichet.Error {
-	return errorf(http.StatusNotFound, "not_found", "%s", fmt.Sprintf(format, args...))
-}

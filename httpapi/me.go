@@ -170,7 +170,7 @@ func (s *Server) myKey(w http.ResponseWriter, r *http.Request) *guichet.Key {
 	}
 	k, err := s.store.Key(r.Context(), id)
 	if errors.Is(err, guichet.ErrNotFound) || (err == nil && k.UserID != p.User.ID) {
-		writeError(w, notFoundf("key %d not found", id))
+		writeError(w, s.storeError(guichet.ErrNotFound, fmt.Sprintf("key %d", id), ""))
 		return nil
 	}
 	if err != nil {

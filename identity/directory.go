@@ -255,10 +255,3 @@ func (d *Directory) Store() guichet.IdentityStore {
 	}
 	return notifying{d.store, d}
 }
-
-// Cached is the number of principals held in memory.
-func (d *Directory) Cached() int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return len(d.principals)
-}
