@@ -46,9 +46,17 @@ type MeUsageList struct {
 
 var usageEndpoints = []guichet.Endpoint{guichet.EndpointChat, guichet.EndpointCompletions, guichet.EndpointEmbeddings, guichet.EndpointRerank, guichet.EndpointTranscription}
 
-// usageFilter reads start_time, end_time and endpoint.
-func usageFilter(r *http.Request) (guichet.UsageFilter, *guichet.Error) {
-	var f guichet.UsageFilter
+// usageFilter reads start_time, end_time and endpoint; for an
+// administrator's view also user and organization.
+func usageFilter(r *http.Request, admin bool) (f guichet.UsageFilter, gerr *guichet.Error) {
+	if admin {
+		if f.UserID, gerr = queryID(r, "user"); gerr == nil {
+			f.OrganizationID, gerr = queryID(r, "organization")
+		}
+		if gerr != nil {
+			return f, gerr
+		}
+	}
 	q := r.URL.Query()
 	for _, t := range []struct {
 		name string
@@ -109,7 +117,7 @@ func (s *Server) meUsage(w http.ResponseWriter, r *http.Request) {
 	if !s.ledgerReady(w) {
 		return
 	}
-	f, gerr := usageFilter(r)
+	f, gerr := usageFilter(r, false)
 	if gerr != nil {
 		writeError(w, gerr)
 		return
@@ -174,13 +182,7 @@ func (s *Server) adminUsage(w http.ResponseWriter, r *http.Request) {
 	if !s.ledgerReady(w) {
 		return
 	}
-	f, gerr := usageFilter(r)
-	if gerr == nil {
-		f.UserID, gerr = queryID(r, "user")
-	}
-	if gerr == nil {
-		f.OrganizationID, gerr = queryID(r, "organization")
-	}
+	f, gerr := usageFilter(r, true)
 	if gerr != nil {
 		writeError(w, gerr)
 		return
@@ -319,7 +321,7 @@ func (s *Server) legacyUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	f := guichet.UsageFilter{}
 	if gerr == nil {
-		f, gerr = usageFilter(r)
+		f, gerr = usageFilter(r, false)
 	}
 	if gerr != nil {
 		writeError(w, gerr)
@@ -407,12 +409,7 @@ func (s *Server) usageDaily(admin bool) http.HandlerFunc {
 		if !s.ledgerReady(w) {
 			return
 		}
-		f, gerr := usageFilter(r)
-		if gerr == nil && admin {
-			if f.UserID, gerr = queryID(r, "user"); gerr == nil {
-				f.OrganizationID, gerr = queryID(r, "organization")
-			}
-		}
+		f, gerr := usageFilter(r, admin)
 		if gerr != nil {
 			writeError(w, gerr)
 			return
