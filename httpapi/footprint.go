@@ -35,8 +35,13 @@ func footprint(x *exchange, m *routing.Model, completion int64) (carbon.Impact, 
 	if m.Type != guichet.TextGeneration && m.Type != guichet.ImageTextToText {
 		return carbon.Impact{}, false
 	}
+	// The latency is taken once, so the answer's usage and the ledger line
+	// show the same estimate.
+	if x.generation == 0 {
+		x.generation = time.Since(x.start)
+	}
 	cm := carbon.Model{TotalParams: m.Carbon.TotalParams, ActiveParams: m.Carbon.ActiveParams, Zone: m.Carbon.Zone, KWhPerToken: x.kwhPerToken}
-	impact, ok, err := carbon.Estimate(cm, completion, time.Since(x.start))
+	impact, ok, err := carbon.Estimate(cm, completion, x.generation)
 	return impact, ok && err == nil
 }
 

@@ -228,13 +228,14 @@ type exchange struct {
 	attempts int
 
 	principal     *guichet.Principal
-	admission     *admission   // what settle gives back to the quota
-	estimate      int64        // input tokens estimated at admission; -1: not estimated
-	kwhPerToken   float64      // the provider's measured energy per token, if any
-	providerModel string       // the model's name on the provider that answered
-	tries         []try        // every upstream attempt, for the ledger when there were several
-	requested     string       // the model the client asked for (x.model becomes the one that answered)
-	countInput    func() int64 // counts the request's input tokens offline (nil: cannot)
+	admission     *admission    // what settle gives back to the quota
+	estimate      int64         // input tokens estimated at admission; -1: not estimated
+	kwhPerToken   float64       // the provider's measured energy per token, if any
+	providerModel string        // the model's name on the provider that answered
+	tries         []try         // every upstream attempt, for the ledger when there were several
+	requested     string        // the model the client asked for (x.model becomes the one that answered)
+	countInput    func() int64  // counts the request's input tokens offline (nil: cannot)
+	generation    time.Duration // latency the carbon estimate used (0: not estimated yet)
 }
 
 // try is one upstream attempt.
