@@ -448,6 +448,7 @@ func TestMetrics(t *testing.T) {
 	_, g := startOneSim(t)
 	postJSON(t, g, "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"x"}]}`, http.StatusOK)
 	postJSON(t, g, "/v1/chat/completions", `{"model":"ghost","messages":[{"role":"user","content":"x"}]}`, http.StatusNotFound)
+	postJSON(t, g, "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"x"}]}`, http.StatusOK)
 	req, _ := http.NewRequest(http.MethodGet, g.URL()+"/metrics", nil)
 	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("/metrics without a key: %d", resp.StatusCode)
@@ -460,10 +461,14 @@ func TestMetrics(t *testing.T) {
 	defer resp.Body.Close()
 	text, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		`guichet_requests_total{endpoint="/v1/chat/completions",model="chat",status="200"} 1`,
-		`guichet_requests_total{endpoint="/v1/chat/completions",model="",status="404"} 1`, // no label per made-up name
-		`guichet_tokens_total{kind="completion",model="chat"} 12`,
+		`gen_ai_server_request_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="chat#0",gen_ai_request_model="chat",http_response_status_code="200"} 2`,
+		// no label per made-up name
+		`gen_ai_server_request_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="",gen_ai_request_model="",http_response_status_code="404"} 1`,
+		`gen_ai_client_token_usage_sum{gen_ai_operation_name="chat",gen_ai_provider_name="chat#0",gen_ai_request_model="chat",gen_ai_token_type="output"} 24`,
+		`gen_ai_server_time_to_first_token_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="chat#0",gen_ai_request_model="chat"} 1`,
+		`gen_ai_server_time_per_output_token_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="chat#0",gen_ai_request_model="chat"} 1`,
 		`guichet_provider_up{model="chat",provider="chat#0"} 1`,
+		`guichet_provider_requests_in_flight{model="chat",provider="chat#0"} 0`,
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -90,22 +90,27 @@ func NewServer(o Options) *Server {
 	if s.quota == nil {
 		s.quota = quota.NewMemory(nil)
 	}
-	s.metrics = metrics.New(func() float64 { return float64(s.inflight.Load()) }, func() float64 {
-		if s.limitsState() == "ok" {
-			return 1
-		}
-		return 0
-	}, func() float64 {
-		if s.ledger == nil {
+	src := metrics.Sources{
+		InFlight: func() float64 { return float64(s.inflight.Load()) },
+		LimitsUp: func() float64 {
+			if s.limitsState() == "ok" {
+				return 1
+			}
 			return 0
-		}
-		return float64(s.ledger.Queued())
-	}, func() float64 {
-		if s.ledger == nil {
-			return 0
-		}
-		return float64(s.ledger.Spilled())
-	})
+		},
+		Providers: func(report func(model, provider string, up bool, inFlight int64)) {
+			for _, m := range s.models.Models {
+				for _, p := range m.Providers {
+					report(m.Name, p.ID, p.Healthy(), p.Inflight())
+				}
+			}
+		},
+	}
+	if s.ledger != nil {
+		src.LedgerQueued = func() float64 { return float64(s.ledger.Queued()) }
+		src.LedgerSpilled = func() float64 { return float64(s.ledger.Spilled()) }
+	}
+	s.metrics = metrics.New(src)
 	s.models.Observe(func(p *upstream.Provider, outcome string) {
 		s.metrics.Attempts.WithLabelValues(p.ID, outcome).Inc()
 	})
@@ -121,9 +126,6 @@ func (s *Server) Close() {
 	defer cancel()
 	s.spend.flush(ctx)
 }
-
-// Metrics exposes the collectors (for provider health updates).
-func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)

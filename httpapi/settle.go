@@ -21,25 +21,44 @@ func (s *Server) settle(x *exchange, status int) {
 		s.record(x, m, status, prompt, completion, cost)
 	}
 	s.release(x, status, cost)
-	model := x.model
-	if m == nil {
-		model = "" // never a label per unknown name a client made up
-	}
-	endpoint := string(x.endpoint)
-	s.metrics.Requests.WithLabelValues(model, endpoint, strconv.Itoa(status)).Inc()
-	s.metrics.Duration.WithLabelValues(model, endpoint).Observe(time.Since(x.start).Seconds())
-	if x.ttft > 0 {
-		s.metrics.TTFT.WithLabelValues(model).Observe(x.ttft.Seconds())
-	}
-	if x.usage.PromptTokens > 0 {
-		s.metrics.Tokens.WithLabelValues(model, "prompt").Add(float64(x.usage.PromptTokens))
-	}
-	if x.usage.CompletionTokens > 0 {
-		s.metrics.Tokens.WithLabelValues(model, "completion").Add(float64(x.usage.CompletionTokens))
-	}
+	s.observe(x, m != nil, status)
 	if status >= 500 && status != 499 {
-		s.log.Warn("request failed", "endpoint", endpoint, "model", model, "status", status, "provider", x.provider, "attempts", x.attempts)
+		s.log.Warn("request failed", "request_id", x.id, "endpoint", string(x.endpoint), "model", x.model, "status", status, "provider", x.provider, "attempts", x.attempts)
 	}
+}
+
+// observe reports the request to the metrics. Labels come from the
+// configuration only: a model name a client made up is never a label.
+func (s *Server) observe(x *exchange, known bool, status int) {
+	model, provider := "", x.provider
+	if known {
+		model = x.requested
+	}
+	op := genAIOperations[x.endpoint]
+	took := time.Since(x.start)
+	s.metrics.Duration.WithLabelValues(op, model, provider, strconv.Itoa(status)).Observe(took.Seconds())
+	if x.ttft > 0 {
+		s.metrics.TTFT.WithLabelValues(op, model, provider).Observe(x.ttft.Seconds())
+		if n := x.usage.CompletionTokens; n > 1 && status == http.StatusOK {
+			s.metrics.TPOT.WithLabelValues(op, model, provider).Observe((took - x.ttft).Seconds() / float64(n-1))
+		}
+	}
+	if prompt, completion := x.billed(status); prompt > 0 || completion > 0 {
+		s.metrics.Tokens.WithLabelValues(op, model, provider, "input").Observe(float64(prompt))
+		if completion > 0 || x.endpoint == guichet.EndpointChat || x.endpoint == guichet.EndpointCompletions {
+			s.metrics.Tokens.WithLabelValues(op, model, provider, "output").Observe(float64(completion))
+		}
+	}
+}
+
+// genAIOperations names each endpoint after gen_ai.operation.name (rerank and
+// transcription have no standard name yet).
+var genAIOperations = map[guichet.Endpoint]string{
+	guichet.EndpointChat:          "chat",
+	guichet.EndpointCompletions:   "text_completion",
+	guichet.EndpointEmbeddings:    "embeddings",
+	guichet.EndpointRerank:        "rerank",
+	guichet.EndpointTranscription: "transcription",
 }
 
 // record writes the request's ledger line (asynchronously: the request

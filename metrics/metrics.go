@@ -1,5 +1,12 @@
-// Package metrics holds guichet's Prometheus collectors. The ledger issue
-// extends them; this is the set every request step reports to.
+// Package metrics holds guichet's Prometheus collectors.
+//
+// Inference metrics follow the OpenTelemetry GenAI semantic conventions
+// (gen_ai.server.request.duration, gen_ai.server.time_to_first_token,
+// gen_ai.server.time_per_output_token, gen_ai.client.token.usage) in their
+// Prometheus form: dots become underscores and the unit is a suffix. One
+// gateway fronts several servers of the same kind, so gen_ai_provider_name
+// carries the configured provider (model#index) rather than "vllm".
+// Gateway-only figures (admission, ledger, providers' state) are guichet_*.
 package metrics
 
 import (
@@ -10,62 +17,81 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Label names, after the OpenTelemetry attributes.
+const (
+	LabelOperation = "gen_ai_operation_name"
+	LabelModel     = "gen_ai_request_model"
+	LabelProvider  = "gen_ai_provider_name"
+	LabelStatus    = "http_response_status_code"
+	LabelTokenType = "gen_ai_token_type"
+)
+
+// Sources are the gauges read at scrape time.
+type Sources struct {
+	InFlight      func() float64 // requests being served
+	LimitsUp      func() float64 // 1 while limits are decided by their configured backend
+	LedgerQueued  func() float64 // usage lines in the writer's memory queue
+	LedgerSpilled func() float64 // usage lines in the spill file
+	// Providers calls report once per provider with its current state.
+	Providers func(report func(model, provider string, up bool, inFlight int64))
+}
+
 // Metrics are the collectors, registered on their own registry.
 type Metrics struct {
 	Registry *prometheus.Registry
-	Requests *prometheus.CounterVec   // model, endpoint, status
-	Duration *prometheus.HistogramVec // model, endpoint
-	TTFT     *prometheus.HistogramVec // model
-	Tokens   *prometheus.CounterVec   // model, kind (prompt|completion)
+	Duration *prometheus.HistogramVec // operation, model, provider, status
+	TTFT     *prometheus.HistogramVec // operation, model, provider
+	TPOT     *prometheus.HistogramVec // operation, model, provider
+	Tokens   *prometheus.HistogramVec // operation, model, provider, token type (input|output)
 	Attempts *prometheus.CounterVec   // provider, outcome
-	Up       *prometheus.GaugeVec     // model, provider
-	Inflight prometheus.GaugeFunc
-	LimitsUp prometheus.GaugeFunc
-	Refusals *prometheus.CounterVec
+	Refusals *prometheus.CounterVec   // model, reason
 }
 
-// New registers guichet's collectors. inflight reports requests in flight.
-func New(inflight func() float64, limitsUp func() float64, ledgerQueued, ledgerSpilled func() float64) *Metrics {
+// New registers guichet's collectors.
+func New(src Sources) *Metrics {
 	reg := prometheus.NewRegistry()
+	inference := []string{LabelOperation, LabelModel, LabelProvider}
 	m := &Metrics{
 		Registry: reg,
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guichet_requests_total", Help: "Requests answered, by model, endpoint and HTTP status.",
-		}, []string{"model", "endpoint", "status"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "guichet_request_duration_seconds", Help: "Time from request to the last byte of the answer.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
-		}, []string{"model", "endpoint"}),
+			Name:    "gen_ai_server_request_duration_seconds",
+			Help:    "Time from request to the last byte of the answer, by operation, requested model, provider that answered and HTTP status; its _count is the number of requests.",
+			Buckets: []float64{.01, .02, .04, .08, .16, .32, .64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 300},
+		}, append(inference, LabelStatus)),
 		TTFT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "guichet_time_to_first_token_seconds", Help: "Time from request to the first streamed event.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30},
-		}, []string{"model"}),
-		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guichet_tokens_total", Help: "Tokens processed, from the providers' usage.",
-		}, []string{"model", "kind"}),
+			Name:    "gen_ai_server_time_to_first_token_seconds",
+			Help:    "Time from request to the first streamed event.",
+			Buckets: []float64{.001, .005, .01, .02, .04, .06, .08, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10},
+		}, inference),
+		TPOT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_server_time_per_output_token_seconds",
+			Help:    "Time per output token after the first, for completed streams.",
+			Buckets: []float64{.01, .025, .05, .075, .1, .15, .2, .3, .4, .5, .75, 1, 2.5},
+		}, inference),
+		Tokens: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gen_ai_client_token_usage",
+			Help:    "Tokens per request, by type (input, output), as billed; the _sum is the total.",
+			Buckets: []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304},
+		}, append(inference, LabelTokenType)),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "guichet_upstream_attempts_total", Help: "Requests sent to providers, by outcome (ok, client_error, server_error, overloaded, timeout, unreachable, auth_refused).",
 		}, []string{"provider", "outcome"}),
-		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "guichet_provider_up", Help: "1 when the provider's circuit is closed (healthy).",
-		}, []string{"model", "provider"}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "guichet_admission_refusals_total", Help: "Requests refused at admission, by model and reason (rpm, rpd, tpm, tpd, concurrent, budget, forbidden, unavailable).",
+		}, []string{"model", "reason"}),
 	}
-	m.Inflight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "guichet_requests_in_flight", Help: "Requests being served.",
-	}, inflight)
-	m.LimitsUp = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "guichet_limits_backend_up", Help: "1 while rate limits and budgets are checked by their configured backend (Redis in cluster mode); 0 while it is unreachable (then requests with limits are refused, or limited per replica, as limits.on_redis_down says).",
-	}, limitsUp)
-	m.Refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "guichet_admission_refusals_total", Help: "Requests refused at admission, by model and reason (rpm, rpd, tpm, tpd, concurrent, budget, forbidden, unavailable).",
-	}, []string{"model", "reason"})
-	ledgerQueue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "guichet_ledger_queue_lines", Help: "Usage lines waiting in memory for the ledger writer.",
-	}, ledgerQueued)
-	ledgerSpill := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "guichet_ledger_spilled_lines", Help: "Usage lines waiting in the spill file for the database to answer again.",
-	}, ledgerSpilled)
-	reg.MustRegister(m.Requests, m.Duration, m.TTFT, m.Tokens, m.Attempts, m.Up, m.Inflight, m.LimitsUp, m.Refusals, ledgerQueue, ledgerSpill,
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		if f == nil {
+			f = func() float64 { return 0 }
+		}
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	reg.MustRegister(m.Duration, m.TTFT, m.TPOT, m.Tokens, m.Attempts, m.Refusals,
+		gauge("guichet_requests_in_flight", "Requests being served.", src.InFlight),
+		gauge("guichet_limits_backend_up", "1 while rate limits and budgets are checked by their configured backend (Redis in cluster mode); 0 while it is unreachable (then requests with limits are refused, or limited per replica, as limits.on_redis_down says).", src.LimitsUp),
+		gauge("guichet_ledger_queue_lines", "Usage lines waiting in memory for the ledger writer.", src.LedgerQueued),
+		gauge("guichet_ledger_spilled_lines", "Usage lines waiting in the spill file for the database to answer again.", src.LedgerSpilled),
+		providers{src.Providers},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,4 +99,36 @@ func New(inflight func() float64, limitsUp func() float64, ledgerQueued, ledgerS
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// providers reports each provider's health and load when scraped, so the
+// figures are never stale and no code has to keep gauges in step.
+type providers struct {
+	each func(report func(model, provider string, up bool, inFlight int64))
+}
+
+var (
+	providerUp = prometheus.NewDesc("guichet_provider_up",
+		"1 when the provider's circuit is closed (healthy).", []string{"model", "provider"}, nil)
+	providerInFlight = prometheus.NewDesc("guichet_provider_requests_in_flight",
+		"Requests guichet has sent to the provider and not yet finished.", []string{"model", "provider"}, nil)
+)
+
+func (p providers) Describe(ch chan<- *prometheus.Desc) {
+	ch <- providerUp
+	ch <- providerInFlight
+}
+
+func (p providers) Collect(ch chan<- prometheus.Metric) {
+	if p.each == nil {
+		return
+	}
+	p.each(func(model, provider string, up bool, inFlight int64) {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(providerUp, prometheus.GaugeValue, v, model, provider)
+		ch <- prometheus.MustNewConstMetric(providerInFlight, prometheus.GaugeValue, float64(inFlight), model, provider)
+	})
 }

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -96,14 +95,11 @@ func serve(args []string, hooks *serveHooks) int {
 	tokens.Warm()
 	api := httpapi.NewServer(opts)
 	onChange := func(p *upstream.Provider) {
-		up := 0.0
 		if p.Healthy() {
-			up = 1
 			log.Info("provider up", "provider", p.ID, "url", redact(p.URL), "max_context_length", p.MaxContext())
 		} else {
 			log.Warn("provider down", "provider", p.ID, "url", redact(p.URL), "reason", p.LastError())
 		}
-		api.Metrics().Up.WithLabelValues(strings.SplitN(p.ID, "#", 2)[0], p.ID).Set(up)
 	}
 	models.Start(ctx, onChange)
 
