@@ -9,6 +9,7 @@ import (
 
 	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/tokens"
 )
 
 // relayStream sends a streamed request and relays its events one by one;
@@ -46,8 +47,8 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 	for {
 		if openai.Done(data) {
 			if !st.sawUsage {
-				x.usage = st.bestUsage()
-				w.Write(st.usageChunk(usageExtras(x, ans.Model)))
+				x.usage = st.counted(x)
+				w.Write(st.usageChunk(x.usage, usageExtras(x, ans.Model)))
 			}
 			w.Write(raw)
 			rc.Flush()
@@ -80,26 +81,32 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 				w.Write(streamError(err))
 				w.Write([]byte("data: [DONE]\n\n"))
 				rc.Flush()
-				x.usage = st.bestUsage() // what was generated is billed
+				x.usage = st.bestUsage(x) // what was generated is billed
 				s.settle(x, http.StatusBadGateway)
 				return
 			}
 			break
 		}
 	}
-	x.usage = st.bestUsage()
+	x.usage = st.bestUsage(x)
 	s.settle(x, 499)
 }
 
 // streamState follows a stream for its usage: the upstream's usage chunk
-// when it sends one, else the count of content chunks (one token each on
-// vLLM) as an estimate.
+// when it sends one; otherwise (a provider without usage, or a client that
+// left before it) guichet counts what was streamed.
 type streamState struct {
 	sawUsage bool
 	usage    openai.TokenUsage
-	chunks   int64
 	first    []byte // the first chunk, parsed only if a usage chunk must be made
+
+	text   []byte  // the generated text streamed so far, up to maxCountedText
+	pieces []int32 // where each event's generated text ends in text
+	beyond int64   // events with text past maxCountedText: one token each
 }
+
+// maxCountedText bounds the text a stream keeps for counting.
+const maxCountedText = 1 << 20
 
 // observe follows one event; it reports whether it was the usage chunk.
 func (st *streamState) observe(data []byte) bool {
@@ -110,23 +117,53 @@ func (st *streamState) observe(data []byte) bool {
 		st.sawUsage, st.usage = true, u
 		return true
 	}
-	st.chunks++
 	if st.first == nil {
 		st.first = append([]byte(nil), data...)
+	}
+	n := len(st.text)
+	if n >= maxCountedText {
+		if len(openai.AppendGenerated(nil, data)) > 0 {
+			st.beyond++
+		}
+		return false
+	}
+	if st.text = openai.AppendGenerated(st.text, data); len(st.text) > n {
+		st.pieces = append(st.pieces, int32(len(st.text)))
 	}
 	return false
 }
 
-func (st *streamState) bestUsage() openai.TokenUsage {
+// counted is the stream's usage as guichet counts it: the prompt as
+// estimated at admission, and each event's generated text as the larger
+// of one token and its offline count — exact on servers that stream one
+// token per event (vLLM, llama.cpp, TGI), the tokenizer's estimate on
+// servers that group them.
+func (st *streamState) counted(x *exchange) openai.TokenUsage {
+	completion, from := st.beyond, 0
+	for _, end := range st.pieces {
+		completion += max(1, tokens.Text(string(st.text[from:end])))
+		from = int(end)
+	}
+	u := openai.TokenUsage{CompletionTokens: completion}
+	if x.estimate < 0 && x.countInput != nil {
+		x.estimate = x.countInput()
+	}
+	u.PromptTokens = max(x.estimate, 0)
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+// bestUsage is the provider's usage if it sent one, else the count.
+func (st *streamState) bestUsage(x *exchange) openai.TokenUsage {
 	if st.sawUsage {
 		return st.usage
 	}
-	return openai.TokenUsage{CompletionTokens: st.chunks, TotalTokens: st.chunks}
+	return st.counted(x)
 }
 
 // usageChunk is the closing usage chunk for an upstream that sent none,
 // with the id, object, model and created of the stream's first chunk.
-func (st *streamState) usageChunk(extras []openai.Member) []byte {
+func (st *streamState) usageChunk(u openai.TokenUsage, extras []openai.Member) []byte {
 	var head struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
@@ -139,9 +176,9 @@ func (st *streamState) usageChunk(extras []openai.Member) []byte {
 	}
 	b, _ := json.Marshal(map[string]any{
 		"id": head.ID, "object": head.Object, "created": head.Created, "model": head.Model,
-		"choices": []any{}, "usage": st.bestUsage(),
+		"choices": []any{}, "usage": u,
 	})
-	b, _ = openai.AddToUsage(b, extras...)
+	b, _ = openai.AddToUsage(b, append(extras, openai.Member{Key: "counted_by_guichet", Raw: []byte("true")})...)
 	return append(append([]byte("data: "), b...), '\n', '\n')
 }
 

@@ -12,11 +12,15 @@ import (
 	"time"
 
 	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/sim"
+	"github.com/guichet/guichet/tokens"
 )
 
 // An upstream that ignores stream_options (older or non-vLLM servers)
-// still gives the client a closing usage chunk before [DONE].
+// still gives the client a closing usage chunk before [DONE], counted by
+// guichet: one token per streamed piece, or the tokenizer's count when a
+// piece holds several; the prompt as estimated at admission.
 func TestStreamWithoutUpstreamUsageGetsOne(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/models" {
@@ -24,7 +28,7 @@ func TestStreamWithoutUpstreamUsageGetsOne(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		for _, piece := range []string{"Bon", "jour", " !"} {
+		for _, piece := range []string{"Bon", "jour", " à tous, comment allez-vous ?"} {
 			fmt.Fprintf(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", piece)
 		}
 		fmt.Fprint(w, "data: [DONE]\n\n")
@@ -44,7 +48,13 @@ models:
 	if events[4] != "data: [DONE]" {
 		t.Errorf("last event %q", events[4])
 	}
-	want := `data: {"choices":[],"created":1,"id":"c1","model":"m","object":"chat.completion.chunk","usage":{"prompt_tokens":0,"completion_tokens":3,"total_tokens":3,"cost":0,"carbon":null}}`
+	prompt := tokens.Chat([]openai.ChatMessage{{Role: "user", Content: json.RawMessage(`"x"`)}}, nil)
+	completion := 2 + tokens.Text(" à tous, comment allez-vous ?")
+	if prompt < 1 || completion < 5 {
+		t.Fatalf("the tokenizer counts %d and %d", prompt, completion)
+	}
+	want := fmt.Sprintf(`data: {"choices":[],"created":1,"id":"c1","model":"m","object":"chat.completion.chunk","usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"cost":0,"carbon":null,"counted_by_guichet":true}}`,
+		prompt, completion, prompt+completion)
 	if events[3] != want {
 		t.Errorf("usage chunk:\n%s\nwant\n%s", events[3], want)
 	}
