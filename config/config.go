@@ -18,6 +18,7 @@ type Config struct {
 	Storage Storage  `yaml:"storage"`
 	Limits  Limits   `yaml:"limits"`
 	Ledger  Ledger   `yaml:"ledger"`
+	Tracing Tracing  `yaml:"tracing"`
 	RAG     RAG      `yaml:"rag"`
 	Models  []*Model `yaml:"models"`
 
@@ -79,6 +80,19 @@ type Ledger struct {
 	// daily sums stay. PostgreSQL drops whole months, so lines may stay
 	// up to a month longer.
 	RetentionDays int `yaml:"retention_days"`
+}
+
+// Tracing sends OpenTelemetry traces (one span per step of each request)
+// to an OTLP/HTTP collector. Off unless an endpoint is set here or in the
+// standard OTEL_EXPORTER_OTLP_ENDPOINT environment variable.
+type Tracing struct {
+	// Endpoint is the collector's base URL, e.g. http://collector:4318.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the share of new traces kept (default 1); a request
+	// that arrives with a sampled traceparent is always traced.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// Headers are sent with every export (an API key for a hosted backend).
+	Headers map[string]string `yaml:"headers"`
 }
 
 // Modes of Limits.OnRedisDown.

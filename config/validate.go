@@ -88,6 +88,12 @@ func (c *Config) normalize() Problems {
 	if c.Ledger.RetentionDays != 0 && c.Ledger.RetentionDays < 31 {
 		bad("ledger.retention_days", "must be 0 (keep every line) or at least 31 days (lines are dropped by the month)")
 	}
+	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		bad("tracing.sample_ratio", "must be between 0 and 1")
+	}
+	if e := c.Tracing.Endpoint; e != "" && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+		bad("tracing.endpoint", "must be an http:// or https:// URL of an OTLP/HTTP collector, such as http://collector:4318")
+	}
 	if c.Limits.MaxKeyDays < 0 {
 		bad("limits.max_key_days", "must be 0 (no cap) or a number of days")
 	}

@@ -35,6 +35,7 @@ type admission struct {
 // X-RateLimit-* headers are set. estimate counts the input tokens; it runs
 // only if a token limit or a budget needs it.
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, m *routing.Model, estimate func() int64, maxTokens int64) *guichet.Error {
+	x.next("admit")
 	p := x.principal
 	if p == nil || p.Master {
 		return nil

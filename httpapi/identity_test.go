@@ -389,12 +389,14 @@ func TestHotPathQueriesStayFlat(t *testing.T) {
 	if extra := counter.n.Load() - warm - setup; extra != 0 {
 		t.Fatalf("600 requests made %d store reads in steady state, want 0", extra)
 	}
-	// A change invalidates, and the next requests read again, once per key.
+	// A change invalidates, and the next requests read again, once per
+	// key — or twice, when the version poll (every second) sees the same
+	// change and invalidates once more during the run.
 	tn.call(key, "PATCH", fmt.Sprintf("/v1/admin/roles/%d", tn.userRole), `{"name":"users2"}`, 200)
 	before := counter.n.Load()
 	run(60)
-	if got := counter.n.Load() - before; got == 0 || got > int64(4*len(keys)) {
-		t.Fatalf("after a change, %d store reads; want 1 to %d", got, 4*len(keys))
+	if got := counter.n.Load() - before; got == 0 || got > int64(2*4*len(keys)) {
+		t.Fatalf("after a change, %d store reads; want 1 to %d", got, 2*4*len(keys))
 	}
 }
 

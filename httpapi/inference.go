@@ -15,6 +15,7 @@ import (
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // maxUpstreamBody bounds a non-streamed answer read from a model server.
@@ -170,12 +171,14 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 // relays the answer and closes it.
 func (s *Server) send(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) *routing.Answer {
 	call.Attempted = x.attempted
-	ans, err := model.Send(r.Context(), call)
+	ans, err := model.Send(x.next("send"), call)
+	x.endAttempt("client_gone") // the client left during an attempt
 	if err != nil {
 		s.fail(w, x, asError(err))
 		return nil
 	}
 	x.answeredBy(ans)
+	x.next("respond")
 	if ans.StatusCode >= 300 {
 		relayAsIs(w, ans)
 		ans.Close()
@@ -236,6 +239,11 @@ type exchange struct {
 	requested     string        // the model the client asked for (x.model becomes the one that answered)
 	countInput    func() int64  // counts the request's input tokens offline (nil: cannot)
 	generation    time.Duration // latency the carbon estimate used (0: not estimated yet)
+
+	ctx     context.Context // the request's, with its span
+	tracing bool
+	step    trace.Span // the current step's span
+	attempt trace.Span // the open upstream attempt's span; nil: none
 }
 
 // try is one upstream attempt.
@@ -244,22 +252,26 @@ type try struct {
 	took                                    time.Duration
 }
 
-func (x *exchange) attempted(m *routing.Model, p *upstream.Provider, outcome string, took time.Duration) {
-	x.tries = append(x.tries, try{model: m.Name, provider: p.ID, providerModel: p.ModelName, outcome: outcome, took: took})
-}
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {
-	return &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r), estimate: -1}
+	x := &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r), estimate: -1,
+		ctx: r.Context(), tracing: s.tracing, step: noSpan}
+	x.next("decode")
+	return x
 }
 
 // upstreamRequest builds the request to provider p, carrying the request
 // id (vLLM uses it as its own, which ties both logs together).
 func (x *exchange) upstreamRequest(ctx context.Context, p *upstream.Provider, e guichet.Endpoint, body io.Reader, contentType string) (*http.Request, error) {
 	req, err := p.NewRequest(ctx, http.MethodPost, p.Path(e), body, contentType)
-	if err == nil && x.id != "" {
+	if err != nil {
+		return nil, err
+	}
+	if x.id != "" {
 		req.Header.Set("X-Request-Id", x.id)
 	}
-	return req, err
+	x.startAttempt(ctx, p, req)
+	return req, nil
 }
 
 func (x *exchange) answeredBy(a *routing.Answer) {

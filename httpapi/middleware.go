@@ -68,7 +68,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, errorf(http.StatusUnauthorized, "invalid_authentication_scheme", "the Authorization header must be: Bearer <your key>"))
 			return
 		}
+		_, span := s.startSpan(r.Context(), "authenticate")
 		p, err := s.identity.Authenticate(r.Context(), strings.TrimSpace(key))
+		span.End()
 		if err != nil {
 			writeError(w, asError(err))
 			return

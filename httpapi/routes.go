@@ -62,7 +62,11 @@ func (s *Server) routes() http.Handler {
 	admin("DELETE /v1/admin/tokens/{id}", s.deleteByID("token", "", s.store.DeleteKey))
 
 	mux.Handle("/", s.authenticate(http.HandlerFunc(notFound)))
-	return s.requestID(s.recoverPanics(mux))
+	var h http.Handler = mux
+	if s.tracing {
+		h = s.traced(h)
+	}
+	return s.requestID(s.recoverPanics(h))
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,7 @@ type Server struct {
 	stop     context.CancelFunc
 	ledger   *ledger.Writer
 	usage    guichet.Ledger
+	tracing  bool
 }
 
 // Options are the Server's dependencies.
@@ -59,6 +60,9 @@ type Options struct {
 	Ledger *ledger.Writer
 	// Usage reads the ledger back (GET /v1/me/usage).
 	Usage guichet.Ledger
+	// Tracing records a span per request and per step with the global
+	// OpenTelemetry tracer (see package tracing).
+	Tracing bool
 }
 
 // QuotaHealth is what /ready and /metrics say of the quota backend.
@@ -78,6 +82,7 @@ func NewServer(o Options) *Server {
 		health:   o.QuotaHealth,
 		ledger:   o.Ledger,
 		usage:    o.Usage,
+		tracing:  o.Tracing,
 	}
 	if s.identity == nil || s.identity.Store() == nil {
 		panic("httpapi: Options.Identity, with a store, is required")

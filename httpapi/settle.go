@@ -13,13 +13,15 @@ import (
 // what was really used, then metrics; the usage ledger (its own issue)
 // hooks in here too.
 func (s *Server) settle(x *exchange, status int) {
+	x.next("settle")
 	m := s.models.Lookup(x.model)
 	var cost guichet.Amount
+	prompt, completion := x.billed(status)
 	if m != nil {
-		prompt, completion := x.billed(status)
 		cost = m.Costs.Of(prompt, completion)
 		s.record(x, m, status, prompt, completion, cost)
 	}
+	defer x.endSteps(status, prompt, completion)
 	s.release(x, status, cost)
 	s.observe(x, m != nil, status)
 	if status >= 500 && status != 499 {

@@ -23,6 +23,7 @@ import (
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
+	"github.com/guichet/guichet/tracing"
 	"github.com/guichet/guichet/version"
 )
 
@@ -93,6 +94,15 @@ func serve(args []string, hooks *serveHooks) int {
 		opts.QuotaHealth = qh
 	}
 	tokens.Warm()
+	stopTracing, err := tracing.Start(ctx, cfg.Tracing, version.Version)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guichet: tracing:", err)
+		return 1
+	}
+	opts.Tracing = tracing.Enabled(cfg.Tracing)
+	if opts.Tracing {
+		log.Info("traces sent over OTLP/HTTP", "endpoint", redact(cfg.Tracing.Endpoint))
+	}
 	api := httpapi.NewServer(opts)
 	onChange := func(p *upstream.Provider) {
 		if p.Healthy() {
@@ -140,6 +150,9 @@ func serve(args []string, hooks *serveHooks) int {
 		log.Error("usage ledger: lines still queued at exit stay in the spill file", "err", err)
 	}
 	log.Info("usage ledger flushed", "recorded", usage.Recorded(), "spilled", usage.Spilled())
+	if err := stopTracing(lctx); err != nil {
+		log.Warn("traces not all sent at exit", "err", err)
+	}
 	return 0
 }
 
