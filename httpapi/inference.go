@@ -231,10 +231,11 @@ type exchange struct {
 	attempts int
 
 	principal     *guichet.Principal
-	admission     *admission    // what settle gives back to the quota
-	estimate      int64         // input tokens estimated at admission; -1: not estimated
-	kwhPerToken   float64       // the provider's measured energy per token, if any
-	providerModel string        // the model's name on the provider that answered
+	admission     *admission // what settle gives back to the quota
+	estimate      int64      // input tokens estimated at admission; -1: not estimated
+	kwhPerToken   float64    // the provider's measured energy per token, if any
+	providerModel string     // the model's name on the provider that answered
+	providerType  guichet.ProviderType
 	tries         []try         // every upstream attempt, for the ledger when there were several
 	requested     string        // the model the client asked for (x.model becomes the one that answered)
 	countInput    func() int64  // counts the request's input tokens offline (nil: cannot)
@@ -251,7 +252,6 @@ type try struct {
 	model, provider, providerModel, outcome string
 	took                                    time.Duration
 }
-
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {
 	x := &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r), estimate: -1,
@@ -276,7 +276,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, p *upstream.Provider, e 
 
 func (x *exchange) answeredBy(a *routing.Answer) {
 	x.model, x.provider, x.attempts = a.Model.Name, a.Provider.ID, a.Attempts
-	x.kwhPerToken, x.providerModel = a.Provider.KWhPerToken, a.Provider.ModelName
+	x.kwhPerToken, x.providerModel, x.providerType = a.Provider.KWhPerToken, a.Provider.ModelName, a.Provider.Type
 }
 
 // fail answers with an error and settles the request.

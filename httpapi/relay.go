@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/tokens"
@@ -134,23 +135,35 @@ func (st *streamState) observe(data []byte) bool {
 }
 
 // counted is the stream's usage as guichet counts it: the prompt as
-// estimated at admission, and each event's generated text as the larger
-// of one token and its offline count — exact on servers that stream one
-// token per event (vLLM, llama.cpp, TGI), the tokenizer's estimate on
-// servers that group them.
+// estimated at admission, and the output from the events that carried
+// text. Servers that stream one token per event (vLLM, llama.cpp, Ollama,
+// and Albert relaying vLLM) are counted one token per event, which is
+// exact; for the others each event's text is counted with the tokenizer
+// (at least one token).
 func (st *streamState) counted(x *exchange) openai.TokenUsage {
-	completion, from := st.beyond, 0
-	for _, end := range st.pieces {
-		completion += max(1, tokens.Text(string(st.text[from:end])))
-		from = int(end)
+	completion := st.beyond + int64(len(st.pieces))
+	if !tokenPerEvent[x.providerType] {
+		completion = st.beyond
+		from := 0
+		for _, end := range st.pieces {
+			completion += max(1, tokens.Text(string(st.text[from:end])))
+			from = int(end)
+		}
 	}
-	u := openai.TokenUsage{CompletionTokens: completion}
+	return st.withPrompt(x, completion)
+}
+
+// tokenPerEvent are the provider types that stream one token per event.
+var tokenPerEvent = map[guichet.ProviderType]bool{
+	guichet.ProviderVLLM: true, guichet.ProviderLlamaCpp: true, guichet.ProviderOllama: true, guichet.ProviderAlbert: true,
+}
+
+func (st *streamState) withPrompt(x *exchange, completion int64) openai.TokenUsage {
 	if x.estimate < 0 && x.countInput != nil {
 		x.estimate = x.countInput()
 	}
-	u.PromptTokens = max(x.estimate, 0)
-	u.TotalTokens = u.PromptTokens + u.CompletionTokens
-	return u
+	prompt := max(x.estimate, 0)
+	return openai.TokenUsage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 }
 
 // bestUsage is the provider's usage if it sent one, else the count.
