@@ -3,7 +3,10 @@ package sim
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,6 +29,7 @@ type chatRequest struct {
 	Tools               []chatTool      `json:"tools"`
 	ToolChoice          json.RawMessage `json:"tool_choice"`
 	ResponseFormat      *responseFormat `json:"response_format"`
+	Priority            json.RawMessage `json:"priority"`
 }
 
 type chatMessage struct {
@@ -52,47 +56,54 @@ type responseFormat struct {
 }
 
 type contentPart struct {
-	Type string  `json:"type"`
-	Text *string `json:"text"`
+	Type     string  `json:"type"`
+	Text     *string `json:"text"`
+	ImageURL *struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
 }
 
-// messageText returns a message's text parts and its number of images.
-func messageText(raw json.RawMessage, idx int) (texts []string, images int, e *apiError) {
+// messageText returns a message's text parts and its images' URLs.
+func messageText(raw json.RawMessage, idx int) (texts, images []string, e *apiError) {
 	raw = bytes.TrimSpace(raw)
 	field := "messages[" + itoa(idx) + "].content"
 	switch {
 	case len(raw) == 0 || string(raw) == "null":
-		return nil, 0, nil
+		return nil, nil, nil
 	case raw[0] == '"':
 		if s, ok := plainJSONString(raw); ok {
-			return []string{s}, 0, nil
+			return []string{s}, nil, nil
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, 0, badRequest("invalid `" + field + "`: " + err.Error())
+			return nil, nil, badRequest("invalid `" + field + "`: " + err.Error())
 		}
-		return []string{s}, 0, nil
+		return []string{s}, nil, nil
 	case raw[0] == '[':
 		var parts []contentPart
 		if err := json.Unmarshal(raw, &parts); err != nil {
-			return nil, 0, badRequest("invalid `" + field + "`: expected a string or a list of content parts")
+			return nil, nil, badRequest("invalid `" + field + "`: expected a string or a list of content parts")
 		}
 		for i, p := range parts {
 			switch p.Type {
 			case "text":
 				if p.Text == nil {
-					return nil, 0, badRequest("`" + field + "[" + itoa(i) + "].text` is required for a text part")
+					return nil, nil, badRequest("`" + field + "[" + itoa(i) + "].text` is required for a text part")
 				}
 				texts = append(texts, *p.Text)
 			case "image_url":
-				images++
+				url := ""
+				if p.ImageURL != nil {
+					url = p.ImageURL.URL
+				}
+				images = append(images, url)
 			default:
-				return nil, 0, badRequest("unsupported content part type `" + p.Type + "` in `" + field + "`")
+				return nil, nil, badRequest("unsupported content part type `" + p.Type + "` in `" + field + "`")
 			}
 		}
 		return texts, images, nil
 	}
-	return nil, 0, badRequest("invalid `" + field + "`: expected a string or a list of content parts")
+	return nil, nil, badRequest("invalid `" + field + "`: expected a string or a list of content parts")
 }
 
 // plainJSONString reads a JSON string without escapes directly: the
@@ -138,6 +149,44 @@ func validMaxTokens(v *int, name string) (int, *apiError) {
 	return *v, nil
 }
 
+// parsePriority reads vLLM's priority field (an integer, default 0; lower
+// is served earlier). Like pydantic, a number with a zero fractional part
+// (5.0, 1e2) counts as an integer; anything else that is not an integer is
+// refused.
+func parsePriority(raw json.RawMessage) (int, *apiError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return 0, nil
+	}
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		kind := "object"
+		switch c {
+		case '"':
+			kind = "string"
+		case 't', 'f':
+			kind = "bool"
+		case 'n':
+			kind = "null"
+		case '[':
+			kind = "array"
+		}
+		return 0, badRequest("invalid type for field `priority`: expected an integer, got JSON " + kind)
+	}
+	if v, err := strconv.ParseInt(string(raw), 10, 0); err == nil {
+		return int(v), nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		return 0, badRequest("invalid `priority`: expected an integer, got " + string(raw))
+	case f != math.Trunc(f):
+		return 0, badRequest("invalid `priority`: Input should be a valid integer, got a number with a fractional part")
+	case f < math.MinInt64 || f >= math.MaxInt64 || math.IsInf(f, 0):
+		return 0, badRequest("invalid `priority`: integer out of range")
+	}
+	return int(f), nil
+}
+
 func (s *Server) chat(w *respWriter, r *http.Request, body []byte) outcome {
 	return s.planAndGenerate(w, r, body, s.planChat)
 }
@@ -146,11 +195,15 @@ func (s *Server) chat(w *respWriter, r *http.Request, body []byte) outcome {
 // slot and plays the answer out: chat and completions differ only in plan.
 func (s *Server) planAndGenerate(w *respWriter, r *http.Request, body []byte, plan func([]byte) (*genJob, *apiError)) outcome {
 	job, e := plan(body)
+	if e == nil && job.priority != 0 && !s.cfg.PriorityScheduling {
+		// vLLM's engine refuses it, after the request has been rendered.
+		e = badRequest("Got priority " + itoa(job.priority) + " but Priority scheduling is not enabled.")
+	}
 	if e != nil {
 		writeError(w, e.status, e.msg)
 		return outFailed
 	}
-	d, out, ok := s.admit(w, r, job.model, false, job.queued(w))
+	d, out, ok := s.admit(w, r, job.model, job.priority, false, job.queued(w))
 	if !ok {
 		return out
 	}
@@ -189,11 +242,21 @@ func (s *Server) planChat(body []byte) (*genJob, *apiError) {
 	if req.StreamOptions != nil && !req.Stream {
 		return nil, badRequest("Stream options can only be defined when `stream=True`.")
 	}
+	priority, e := parsePriority(req.Priority)
+	if e != nil {
+		return nil, e
+	}
 
-	// Prompt tokens, the seed of the lorem text, and what to echo.
+	// Prompt tokens, the seed of the lorem text, what to echo, and the
+	// prompt's blocks for the prefix cache (see prefix.go).
 	prompt := 0
 	seed := fnv64Uint(fnv64(fnvOffset, m.name), uint64(s.cfg.Seed))
 	var lastUser, lastText []string
+	var hb *blockHasher
+	if s.cache != nil {
+		h := newBlockHasher(s.cfg.BlockTokens, m.name)
+		hb = &h
+	}
 	for i, msg := range req.Messages {
 		if msg.Role == "" {
 			return nil, badRequest("`messages[" + itoa(i) + "].role` is required")
@@ -202,11 +265,23 @@ func (s *Server) planChat(body []byte) (*genJob, *apiError) {
 		if e != nil {
 			return nil, e
 		}
-		prompt += 4 + images*imageTokens
+		prompt += 4 + len(images)*imageTokens
 		seed = fnv64(seed, msg.Role)
 		for _, t := range texts {
 			prompt += CountTokens(t)
 			seed = fnv64(fnv64(seed, "\x00"), t)
+		}
+		if hb != nil {
+			hb.add(tokChatStart)
+			hb.add(fnv64(fnvOffset, msg.Role))
+			hb.add(tokChatSep)
+			for _, t := range texts {
+				hb.text(t)
+			}
+			for _, url := range images {
+				hb.image(url)
+			}
+			hb.add(tokChatEnd)
 		}
 		if msg.Role == "user" {
 			lastUser = texts
@@ -247,14 +322,18 @@ func (s *Server) planChat(body []byte) (*genJob, *apiError) {
 	}
 
 	job := &genJob{
-		chat:    true,
-		id:      s.newID("chatcmpl-"),
-		model:   m,
-		name:    m.name,
-		created: time.Now().Unix(),
-		prompt:  prompt,
-		choices: make([]choicePlan, n),
-		stream:  req.Stream,
+		chat:     true,
+		id:       s.newID("chatcmpl-"),
+		model:    m,
+		name:     m.name,
+		created:  time.Now().Unix(),
+		prompt:   prompt,
+		choices:  make([]choicePlan, n),
+		stream:   req.Stream,
+		priority: priority,
+	}
+	if hb != nil {
+		job.prefix = []promptBlocks{hb.result()}
 	}
 	if o := req.StreamOptions; o != nil {
 		job.includeUsage = o.IncludeUsage

@@ -15,6 +15,7 @@ type completionRequest struct {
 	N             *int            `json:"n"`
 	MaxTokens     *int            `json:"max_tokens"`
 	IgnoreEOS     bool            `json:"ignore_eos"`
+	Priority      json.RawMessage `json:"priority"`
 }
 
 // prompt is one prompt of a completions request: text or token ids.
@@ -137,13 +138,18 @@ func (s *Server) planCompletions(body []byte) (*genJob, *apiError) {
 	if req.StreamOptions != nil && !req.Stream {
 		return nil, badRequest("Stream options can only be defined when `stream=True`.")
 	}
+	priority, e := parsePriority(req.Priority)
+	if e != nil {
+		return nil, e
+	}
 	job := &genJob{
-		id:      s.newID("cmpl-"),
-		model:   m,
-		name:    m.name,
-		created: time.Now().Unix(),
-		choices: make([]choicePlan, 0, len(prompts)*n),
-		stream:  req.Stream,
+		id:       s.newID("cmpl-"),
+		model:    m,
+		name:     m.name,
+		created:  time.Now().Unix(),
+		choices:  make([]choicePlan, 0, len(prompts)*n),
+		stream:   req.Stream,
+		priority: priority,
 	}
 	if o := req.StreamOptions; o != nil {
 		job.includeUsage = o.IncludeUsage
@@ -158,6 +164,18 @@ func (s *Server) planCompletions(body []byte) (*genJob, *apiError) {
 			return nil, contextError(s.cfg.MaxModelLen, tok)
 		}
 		job.prompt += tok
+		if s.cache != nil {
+			// Each prompt is a request of its own to vLLM's engine.
+			hb := newBlockHasher(s.cfg.BlockTokens, m.name)
+			if p.isIDs {
+				for _, id := range p.ids {
+					hb.tokenID(id)
+				}
+			} else {
+				hb.text(p.text)
+			}
+			job.prefix = append(job.prefix, hb.result())
+		}
 		seed := fnv64(base, p.text)
 		for _, id := range p.ids {
 			seed = fnv64Uint(seed, uint64(id))

@@ -222,7 +222,7 @@ func appendVector(b []byte, v []float64) []byte {
 // its prefill time and plays a drawn cut. When ok, the caller must call
 // release; otherwise the answer (or the lack of one) is already settled.
 func (s *Server) startPooled(w http.ResponseWriter, r *http.Request, m *modelCounters, tei bool) (release func(), out outcome, ok bool) {
-	d, out, ok := s.admit(w, r, m, tei, nil)
+	d, out, ok := s.admit(w, r, m, 0, tei, nil)
 	if !ok {
 		return nil, out, false
 	}

@@ -92,8 +92,9 @@ func (s *Server) randIntn(n int) int {
 // admit applies the answer-before-any-work faults, then waits for a slot.
 // When ok is false the request has been answered (or abandoned) and out
 // says how it ended; otherwise the caller must call release. queued, if
-// set, is called when the request starts waiting in the queue.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, m *modelCounters, tei bool, queued func()) (d drawn, out outcome, ok bool) {
+// set, is called when the request starts waiting in the queue; priority
+// orders the queue (see scheduler).
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, m *modelCounters, priority int, tei bool, queued func()) (d drawn, out outcome, ok bool) {
 	d = s.drawFaults()
 	switch {
 	case d.err:
@@ -117,7 +118,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, m *modelCounters,
 		<-r.Context().Done()
 		return d, outFailed, false
 	}
-	switch err := s.sched.acquire(r.Context(), m, queued); err {
+	switch err := s.sched.acquire(r.Context(), m, priority, queued); err {
 	case nil:
 		return d, outCompleted, true
 	case errQueueFull:

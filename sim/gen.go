@@ -30,6 +30,10 @@ type genJob struct {
 	stream          bool
 	includeUsage    bool
 	continuousUsage bool
+
+	priority int            // the request's priority field (0 when absent)
+	prefix   []promptBlocks // per prompt, when the prefix cache is on
+	cached   int            // prompt tokens found in the prefix cache, reported in usage
 }
 
 // lengthSpec is what the client asked about the answer's length.
@@ -224,14 +228,31 @@ func (s *Server) generate(w *respWriter, r *http.Request, job *genJob, d drawn) 
 	p := pacer{done: r.Context().Done()}
 	defer p.stop()
 	t0 := time.Now()
+	ttft := s.prefillTime(job)
+	paced := s.cfg.ITL > 0 || s.cfg.ITLPerRunning > 0
 
 	if !job.stream {
-		wait := s.cfg.TTFT
-		if maxK > 1 {
-			wait += time.Duration(maxK-1) * s.cfg.ITL
-		}
-		if wait > 0 && !p.until(t0.Add(wait)) {
-			return outCancelled
+		if s.cfg.ITLPerRunning == 0 {
+			wait := ttft
+			if maxK > 1 {
+				wait += time.Duration(maxK-1) * s.cfg.ITL
+			}
+			if wait > 0 && !p.until(t0.Add(wait)) {
+				return outCancelled
+			}
+		} else {
+			// The batch may change while the answer is decoded: one
+			// deadline per token step, as for a stream.
+			next := t0.Add(ttft)
+			if !p.until(next) {
+				return outCancelled
+			}
+			for range maxK - 1 {
+				next = next.Add(s.itl())
+				if !p.until(next) {
+					return outCancelled
+				}
+			}
 		}
 		if d.cut {
 			return outCut
@@ -249,15 +270,16 @@ func (s *Server) generate(w *respWriter, r *http.Request, job *genJob, d drawn) 
 		return outCompleted
 	}
 
-	if s.cfg.TTFT > 0 {
+	next := t0.Add(ttft) // the deadline of the next token
+	if ttft > 0 {
 		if !w.started {
 			startStream(w)
 		}
-		if !p.until(t0.Add(s.cfg.TTFT)) {
+		if !p.until(next) {
 			return outCancelled
 		}
 	}
-	sw := newEventWriter(w, job, s.cfg.ITL > 0)
+	sw := newEventWriter(w, job, paced)
 	defer sw.release()
 	emitted := 0
 	cut := func() outcome {
@@ -284,8 +306,9 @@ func (s *Server) generate(w *respWriter, r *http.Request, job *genJob, d drawn) 
 		}
 	}
 	for step := 0; step < maxK; step++ {
-		if step > 0 && s.cfg.ITL > 0 {
-			if !p.until(t0.Add(s.cfg.TTFT + time.Duration(step)*s.cfg.ITL)) {
+		if step > 0 && paced {
+			next = next.Add(s.itl())
+			if !p.until(next) {
 				m.genToks.Add(int64(emitted))
 				return outCancelled
 			}
@@ -323,6 +346,18 @@ func (s *Server) generate(w *respWriter, r *http.Request, job *genJob, d drawn) 
 	}
 	s.finished(job, total)
 	return outCompleted
+}
+
+// itl is the inter-token latency of the next token step: ITL, plus
+// ITLPerRunning for every other sequence running now.
+func (s *Server) itl() time.Duration {
+	d := s.cfg.ITL
+	if k := s.cfg.ITLPerRunning; k > 0 {
+		if n := s.running.Load(); n > 1 {
+			d += time.Duration(n-1) * k
+		}
+	}
+	return d
 }
 
 // finished accounts a successful generation in the metrics.
@@ -381,7 +416,7 @@ func appendChatResponse(b []byte, job *genJob, total int) []byte {
 		b = append(b, `","stop_reason":null}`...)
 	}
 	b = append(b, `],"usage":`...)
-	b = appendUsage(b, job.prompt, total)
+	b = appendUsageCached(b, job.prompt, total, job.cached)
 	return append(b, '}')
 }
 
@@ -402,7 +437,7 @@ func appendCompletionResponse(b []byte, job *genJob, total int) []byte {
 		b = append(b, `","stop_reason":null,"prompt_logprobs":null}`...)
 	}
 	b = append(b, `],"usage":`...)
-	b = appendUsage(b, job.prompt, total)
+	b = appendUsageCached(b, job.prompt, total, job.cached)
 	return append(b, '}')
 }
 
@@ -538,9 +573,12 @@ func (e *eventWriter) finish(i int, c *choicePlan) {
 	e.end(b, e.job.continuousUsage)
 }
 
-// usage sends the final usage chunk (empty choices).
+// usage sends the final usage chunk (empty choices): the only chunk that
+// reports cached prompt tokens, as in vLLM.
 func (e *eventWriter) usage() {
-	e.end(e.begin(), true)
+	b := append(e.begin(), `],"usage":`...)
+	b = appendUsageCached(b, e.job.prompt, e.completion, e.job.cached)
+	e.send(append(b, "}\n\n"...))
 }
 
 func (e *eventWriter) done() {

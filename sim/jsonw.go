@@ -89,6 +89,19 @@ func appendUsage(b []byte, prompt, completion int) []byte {
 	return append(b, '}')
 }
 
+// appendUsageCached is appendUsage with the prompt tokens found in the
+// prefix cache. Like vLLM (with --enable-prompt-tokens-details), the
+// details appear only when some were: cached is 0 when the cache is off.
+func appendUsageCached(b []byte, prompt, completion, cached int) []byte {
+	if cached <= 0 {
+		return appendUsage(b, prompt, completion)
+	}
+	b = appendUsage(b, prompt, completion)
+	b = append(b[:len(b)-1], `,"prompt_tokens_details":{"cached_tokens":`...)
+	b = appendInt(b, cached)
+	return append(b, "}}"...)
+}
+
 // appendFloat32 writes the shortest decimal that reads back as the same
 // float32, as Python does for float32 tensors turned into lists.
 func appendFloat32(b []byte, f float32) []byte {

@@ -25,6 +25,9 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		func(m *modelCounters) float64 { return float64(m.running.Load()) })
 	family("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
 		func(m *modelCounters) float64 { return float64(m.waiting.Load()) })
+	// KV-cache usage is the share of slots in use: a running sequence holds
+	// its blocks. The prefix cache's fill is not counted, as in vLLM, where
+	// cached blocks that no running request holds are free (evictable).
 	family("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage.",
 		func(*modelCounters) float64 {
 			if s.cfg.MaxConcurrency == 0 {
@@ -36,6 +39,10 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		func(m *modelCounters) float64 { return float64(m.promptToks.Load()) })
 	family("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
 		func(m *modelCounters) float64 { return float64(m.genToks.Load()) })
+	family("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.",
+		func(m *modelCounters) float64 { return float64(m.cacheQueries.Load()) })
+	family("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.",
+		func(m *modelCounters) float64 { return float64(m.cacheHits.Load()) })
 
 	const success = "vllm:request_success_total"
 	b = append(b, "# HELP "+success+" Count of successfully processed requests.\n# TYPE "+success+" counter\n"...)

@@ -1,14 +1,18 @@
 package sim
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"sync"
 )
 
 // scheduler plays a saturated GPU: at most max requests run at once, the
-// others wait in FIFO order. Counters (global and per model) are updated
-// under the lock, so /metrics and /sim/stats are exact.
+// others wait. The waiting queue is ordered like vLLM's: by arrival (fcfs),
+// or, with priority scheduling, by the requests' priority (lower first)
+// and then by arrival. With fcfs every priority is 0, so the order is
+// FIFO. Counters (global and per model) are updated under the lock, so
+// /metrics and /sim/stats are exact.
 type scheduler struct {
 	s        *Server
 	max      int // 0 = unlimited
@@ -16,13 +20,43 @@ type scheduler struct {
 
 	mu      sync.Mutex
 	running int
-	queue   []*waiter
+	queue   waitQueue
+	arrived uint64 // arrival counter: the tie-break of equal priorities
 }
 
 type waiter struct {
-	ch      chan struct{}
-	m       *modelCounters
-	granted bool // set under mu when a released slot is handed over
+	ch       chan struct{}
+	m        *modelCounters
+	priority int
+	seq      uint64
+	index    int  // position in the heap, maintained by waitQueue
+	granted  bool // set under mu when a released slot is handed over
+}
+
+// waitQueue is a heap of waiters, the next one to run first.
+type waitQueue []*waiter
+
+func (q waitQueue) Len() int { return len(q) }
+func (q waitQueue) Less(i, j int) bool {
+	a, b := q[i], q[j]
+	return a.priority < b.priority || a.priority == b.priority && a.seq < b.seq
+}
+func (q waitQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *waitQueue) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*q)
+	*q = append(*q, w)
+}
+func (q *waitQueue) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	w.index = -1
+	return w
 }
 
 var errQueueFull = errors.New("waiting queue is full")
@@ -32,9 +66,10 @@ func (q *scheduler) init(s *Server, max, maxQueue int) {
 }
 
 // acquire waits for a slot; it returns ctx's error if the client goes away
-// first, errQueueFull when the queue is bounded and full. queued, if set,
-// is called when the request is about to wait.
-func (q *scheduler) acquire(ctx context.Context, m *modelCounters, queued func()) error {
+// first, errQueueFull when the queue is bounded and full. priority orders
+// the waiting queue (lower first; 0 unless priority scheduling is on).
+// queued, if set, is called when the request is about to wait.
+func (q *scheduler) acquire(ctx context.Context, m *modelCounters, priority int, queued func()) error {
 	if q.max == 0 {
 		q.s.running.Add(1)
 		m.running.Add(1)
@@ -52,8 +87,9 @@ func (q *scheduler) acquire(ctx context.Context, m *modelCounters, queued func()
 		q.mu.Unlock()
 		return errQueueFull
 	}
-	w := &waiter{ch: make(chan struct{}), m: m}
-	q.queue = append(q.queue, w)
+	q.arrived++
+	w := &waiter{ch: make(chan struct{}), m: m, priority: priority, seq: q.arrived}
+	heap.Push(&q.queue, w)
 	q.s.waiting.Add(1)
 	m.waiting.Add(1)
 	q.mu.Unlock()
@@ -73,12 +109,7 @@ func (q *scheduler) acquire(ctx context.Context, m *modelCounters, queued func()
 		q.release(m)
 		return ctx.Err()
 	}
-	for i, x := range q.queue {
-		if x == w {
-			q.queue = append(q.queue[:i], q.queue[i+1:]...)
-			break
-		}
-	}
+	heap.Remove(&q.queue, w.index)
 	q.s.waiting.Add(-1)
 	m.waiting.Add(-1)
 	q.mu.Unlock()
@@ -86,7 +117,7 @@ func (q *scheduler) acquire(ctx context.Context, m *modelCounters, queued func()
 }
 
 // release frees the slot of a request of model m, handing it to the
-// oldest waiter if any.
+// first waiter (by priority, then arrival) if any.
 func (q *scheduler) release(m *modelCounters) {
 	if q.max == 0 {
 		q.s.running.Add(-1)
@@ -101,9 +132,7 @@ func (q *scheduler) release(m *modelCounters) {
 		q.s.running.Add(-1)
 		return
 	}
-	w := q.queue[0]
-	q.queue[0] = nil
-	q.queue = q.queue[1:]
+	w := heap.Pop(&q.queue).(*waiter)
 	w.granted = true
 	q.s.waiting.Add(-1)
 	w.m.waiting.Add(-1)

@@ -13,8 +13,27 @@
 //     GET /sim/last-request.
 //
 // Token counts follow CountTokens, so tests can predict usage exactly.
-// Inference requests wait for a slot (MaxConcurrency, FIFO) before their
-// time to first token, and faults can be injected per request (Faults).
+// Inference requests wait for a slot (MaxConcurrency, FIFO unless
+// PriorityScheduling) before their time to first token, and faults can be
+// injected per request (Faults).
+//
+// A replica can also be made to behave like a GPU, for scheduling and
+// routing benchmarks; all of this is off by default:
+//
+//   - batch-dependent decoding (ITLPerRunning): each token of every
+//     running sequence takes ITL + ITLPerRunning × (running − 1), the
+//     running count read at every token step, so streams slow down as the
+//     batch grows and speed up as it shrinks;
+//   - prefill cost (PrefillPerToken) for every prompt token not found in
+//     the replica's prefix cache (PrefixCacheBlocks blocks of BlockTokens
+//     tokens, chained block hashes and LRU eviction like vLLM's automatic
+//     prefix caching; see prefix.go), reported as vLLM does in /metrics
+//     (vllm:prefix_cache_queries_total, vllm:prefix_cache_hits_total), in
+//     usage.prompt_tokens_details.cached_tokens, and in /sim/stats;
+//   - vLLM's priority scheduling (PriorityScheduling): the waiting queue
+//     is ordered by the request's "priority" (lower first, then arrival);
+//     without it, like vLLM with --scheduling-policy fcfs, a non-zero
+//     priority is refused with a 400.
 package sim
 
 import (
@@ -46,6 +65,23 @@ type Config struct {
 	MaxQueue       int           // 0 = unbounded waiting queue; when full answer 503
 	Faults         Faults
 	Seed           int64
+
+	// GPU-like behaviour, all off by default.
+
+	// ITLPerRunning is added to ITL for every other sequence running at
+	// the moment of each token step.
+	ITLPerRunning time.Duration
+	// PrefillPerToken is added to TTFT for every prompt token not found in
+	// the prefix cache (every prompt token when the cache is off).
+	PrefillPerToken time.Duration
+	// PrefixCacheBlocks bounds the prefix cache, in blocks; 0 = no cache.
+	PrefixCacheBlocks int
+	// BlockTokens is the prefix cache's block size, in tokens; default 16.
+	BlockTokens int
+	// PriorityScheduling orders the waiting queue by the requests'
+	// priority field (vLLM's --scheduling-policy priority); otherwise a
+	// non-zero priority is refused (fcfs).
+	PriorityScheduling bool
 }
 
 // Stats counts inference requests (not control, health or metrics calls).
@@ -56,6 +92,11 @@ type Stats struct {
 	Completed int64 `json:"completed"`
 	Cancelled int64 `json:"cancelled"` // the client went away before the answer was complete
 	Failed    int64 `json:"failed"`    // injected faults and errors
+
+	// Prompt tokens looked up in the prefix cache, and those found there
+	// (both 0 when the cache is off).
+	PrefixCacheQueries int64 `json:"prefix_cache_queries"`
+	PrefixCacheHits    int64 `json:"prefix_cache_hits"`
 }
 
 const (
@@ -75,6 +116,8 @@ type modelCounters struct {
 	genToks    atomic.Int64
 	okStop     atomic.Int64
 	okLength   atomic.Int64
+
+	cacheQueries, cacheHits atomic.Int64 // prefix cache, in tokens
 }
 
 // Server is an http.Handler simulating vLLM and TEI.
@@ -94,6 +137,8 @@ type Server struct {
 	requests, completed, cancelled, failed atomic.Int64
 	running, waiting                       atomic.Int64
 	sched                                  scheduler
+	cache                                  *prefixCache // nil when off
+	cacheQueries, cacheHits                atomic.Int64
 
 	last atomic.Pointer[lastRequest]
 }
@@ -133,6 +178,12 @@ func New(cfg Config) *Server {
 	cfg.ITL = max(cfg.ITL, 0)
 	cfg.MaxConcurrency = max(cfg.MaxConcurrency, 0)
 	cfg.MaxQueue = max(cfg.MaxQueue, 0)
+	cfg.ITLPerRunning = max(cfg.ITLPerRunning, 0)
+	cfg.PrefillPerToken = max(cfg.PrefillPerToken, 0)
+	cfg.PrefixCacheBlocks = max(cfg.PrefixCacheBlocks, 0)
+	if cfg.BlockTokens <= 0 {
+		cfg.BlockTokens = 16
+	}
 
 	var salt [8]byte
 	_, _ = rand.Read(salt[:])
@@ -152,6 +203,9 @@ func New(cfg Config) *Server {
 		s.byName[n] = m
 	}
 	s.sched.init(s, cfg.MaxConcurrency, cfg.MaxQueue)
+	if cfg.PrefixCacheBlocks > 0 {
+		s.cache = newPrefixCache(cfg.PrefixCacheBlocks)
+	}
 	s.SetFaults(cfg.Faults)
 	return s
 }
@@ -165,6 +219,9 @@ func (s *Server) Stats() Stats {
 		Completed: s.completed.Load(),
 		Cancelled: s.cancelled.Load(),
 		Failed:    s.failed.Load(),
+
+		PrefixCacheQueries: s.cacheQueries.Load(),
+		PrefixCacheHits:    s.cacheHits.Load(),
 	}
 }
 

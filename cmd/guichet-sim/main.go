@@ -1,6 +1,12 @@
 // Command guichet-sim runs the upstream model-server simulator: it answers
 // like vLLM's OpenAI server and HuggingFace TEI, with configurable latency,
 // saturation and faults. It is a simulator, not a model.
+//
+// For scheduling and routing benchmarks a replica can behave like a GPU:
+// --itl-per-running slows every stream as the batch grows,
+// --prefill-per-token charges the prompt tokens missing from the prefix
+// cache (--prefix-cache-blocks, --block-tokens), and --scheduling-policy
+// priority orders the waiting queue by the requests' priority field.
 package main
 
 import (
@@ -42,6 +48,15 @@ func run() error {
 	flag.IntVar(&cfg.EmbeddingDim, "embedding-dim", 384, "embedding dimensions")
 	flag.IntVar(&cfg.MaxConcurrency, "max-concurrency", 0, "requests running at once; others queue (0 = unlimited)")
 	flag.IntVar(&cfg.MaxQueue, "max-queue", 0, "waiting queue bound; 503 when full (0 = unbounded)")
+	flag.DurationVar(&cfg.ITLPerRunning, "itl-per-running", 0,
+		"added to --itl per other running sequence, at every token step (batch-dependent decoding; 0 = off)")
+	flag.DurationVar(&cfg.PrefillPerToken, "prefill-per-token", 0,
+		"added to --ttft per prompt token not found in the prefix cache (every prompt token without one)")
+	flag.IntVar(&cfg.PrefixCacheBlocks, "prefix-cache-blocks", 0,
+		"prefix cache size in blocks, LRU, like vLLM's automatic prefix caching (0 = no cache)")
+	flag.IntVar(&cfg.BlockTokens, "block-tokens", 16, "tokens per prefix-cache block")
+	policy := flag.String("scheduling-policy", "fcfs",
+		"fcfs | priority: order the waiting queue by arrival, or by the request's priority field (lower first); fcfs refuses a non-zero priority, like vLLM")
 	flag.Float64Var(&f.ErrorRate, "error-rate", 0, "share of requests answered with --error-status")
 	flag.IntVar(&f.ErrorStatus, "error-status", 500, "status of injected errors")
 	flag.Float64Var(&f.RateLimitRate, "rate-limit-rate", 0, "share of requests answered 429")
@@ -63,6 +78,21 @@ func run() error {
 	case "lorem", "echo":
 	default:
 		return fmt.Errorf("--content must be lorem or echo, not %q", cfg.Content)
+	}
+	switch *policy {
+	case "fcfs":
+	case "priority":
+		cfg.PriorityScheduling = true
+	default:
+		return fmt.Errorf("--scheduling-policy must be fcfs or priority, not %q", *policy)
+	}
+	switch {
+	case cfg.ITLPerRunning < 0 || cfg.PrefillPerToken < 0:
+		return errors.New("--itl-per-running and --prefill-per-token must not be negative")
+	case cfg.PrefixCacheBlocks < 0:
+		return errors.New("--prefix-cache-blocks must not be negative")
+	case cfg.BlockTokens < 1:
+		return errors.New("--block-tokens must be at least 1")
 	}
 	for name, v := range map[string]float64{"error-rate": f.ErrorRate, "rate-limit-rate": f.RateLimitRate, "hang-rate": f.HangRate, "cut-rate": f.CutRate} {
 		if !(v >= 0 && v <= 1) {

@@ -74,7 +74,8 @@ func TestListenOnFreePortAndShutdown(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range []string{"--output-mode sometimes", "--content poetry", "--error-rate 2"} {
+	for _, args := range []string{"--output-mode sometimes", "--content poetry", "--error-rate 2",
+		"--scheduling-policy lottery", "--block-tokens 0", "--prefix-cache-blocks -1", "--itl-per-running -1ms"} {
 		out, err := command("--listen 127.0.0.1:0 " + args).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "guichet-sim:") {
 			t.Errorf("%s: %v %s", args, err, out)
