@@ -19,6 +19,8 @@ type Config struct {
 	Limits  Limits   `yaml:"limits"`
 	Ledger  Ledger   `yaml:"ledger"`
 	Tracing Tracing  `yaml:"tracing"`
+	// Scheduler shares saturated models fairly between tenants.
+	Scheduler Scheduler `yaml:"scheduler"`
 	RAG     RAG      `yaml:"rag"`
 	Models  []*Model `yaml:"models"`
 
@@ -95,6 +97,42 @@ type Tracing struct {
 	Headers map[string]string `yaml:"headers"`
 }
 
+// Scheduler is the fair queue in front of each model's providers: when
+// they run all they can, requests wait in guichet and leave in a fair
+// order between tenants (organizations, or users without one).
+type Scheduler struct {
+	// Enabled is true by default; false sends every request on at once
+	// (first come, first served, in the model servers' own queues).
+	Enabled *bool `yaml:"enabled"`
+	// QueueTimeout is the longest an interactive request waits (default
+	// 30s); BatchQueueTimeout, a batch one (default 10m). A request sure
+	// to wait longer is refused at once with a Retry-After.
+	QueueTimeout      Duration `yaml:"queue_timeout"`
+	BatchQueueTimeout Duration `yaml:"batch_queue_timeout"`
+	// MaxQueuedPerTenant bounds one tenant's waiting requests per model
+	// (default 1000).
+	MaxQueuedPerTenant int `yaml:"max_queued_per_tenant"`
+	// InteractiveReserve is the share of a model's capacity that batch
+	// requests may not take (default 0.2).
+	InteractiveReserve *float64 `yaml:"interactive_reserve"`
+	// OutputWeight is what an output token costs in the fair share,
+	// relative to an input token (default 2, as in the VTC paper).
+	OutputWeight float64 `yaml:"output_weight"`
+	// Weights give tenants a bigger or smaller share (default 1): by
+	// organization name, and by role name for users with no organization.
+	Weights struct {
+		Organizations map[string]float64 `yaml:"organizations"`
+		Roles         map[string]float64 `yaml:"roles"`
+	} `yaml:"weights"`
+	// BatchRoles are roles whose requests are batch unless they say
+	// otherwise (a request says so with service_tier "flex" or the
+	// header X-Guichet-Class: batch).
+	BatchRoles []string `yaml:"batch_roles"`
+}
+
+// On reports whether the scheduler is enabled.
+func (s Scheduler) On() bool { return s.Enabled == nil || *s.Enabled }
+
 // Modes of Limits.OnRedisDown.
 const (
 	FailClosed = "fail_closed"
@@ -160,7 +198,14 @@ type Provider struct {
 	// Timeout is OpenGateLLM's single timeout (seconds): the total.
 	Timeout        Duration `yaml:"timeout"`
 	Weight         *float64 `yaml:"weight"`
-	MaxConcurrency int      `yaml:"max_concurrency"`
+	// MaxConcurrency is how many requests the provider runs well at once.
+	// 0: learnt from a vLLM server's own gauges (requests waiting in its
+	// queue), unlimited for other servers.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// PriorityScheduling: the server runs vLLM with
+	// --scheduling-policy priority; guichet then sends batch requests
+	// with a lower priority.
+	PriorityScheduling bool `yaml:"priority_scheduling"`
 	// H2C speaks HTTP/2 without TLS to the upstream (prior knowledge).
 	H2C bool `yaml:"h2c"`
 	// KWhPerToken is a measured energy per output token on this provider

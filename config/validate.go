@@ -94,6 +94,7 @@ func (c *Config) normalize() Problems {
 	if e := c.Tracing.Endpoint; e != "" && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
 		bad("tracing.endpoint", "must be an http:// or https:// URL of an OTLP/HTTP collector, such as http://collector:4318")
 	}
+	c.Scheduler.normalize(bad)
 	if c.Limits.MaxKeyDays < 0 {
 		bad("limits.max_key_days", "must be 0 (no cap) or a number of days")
 	}
@@ -443,4 +444,51 @@ func joinProviderTypes() string {
 		s[i] = string(t)
 	}
 	return strings.Join(s, ", ")
+}
+
+// Scheduler defaults.
+const (
+	DefaultQueueTimeout       = 30 * time.Second
+	DefaultBatchQueueTimeout  = 10 * time.Minute
+	DefaultMaxQueuedPerTenant = 1000
+	DefaultInteractiveReserve = 0.2
+	DefaultOutputWeight       = 2
+)
+
+func (s *Scheduler) normalize(bad func(path, format string, args ...any)) {
+	if s.QueueTimeout == 0 {
+		s.QueueTimeout = Duration(DefaultQueueTimeout)
+	}
+	if s.BatchQueueTimeout == 0 {
+		s.BatchQueueTimeout = Duration(DefaultBatchQueueTimeout)
+	}
+	if s.QueueTimeout < 0 || s.BatchQueueTimeout < 0 {
+		bad("scheduler.queue_timeout", "queue timeouts must be positive durations, such as 30s")
+	}
+	if s.MaxQueuedPerTenant == 0 {
+		s.MaxQueuedPerTenant = DefaultMaxQueuedPerTenant
+	}
+	if s.MaxQueuedPerTenant < 0 {
+		bad("scheduler.max_queued_per_tenant", "must be a positive number of requests")
+	}
+	if s.InteractiveReserve == nil {
+		r := DefaultInteractiveReserve
+		s.InteractiveReserve = &r
+	}
+	if r := *s.InteractiveReserve; r < 0 || r >= 1 {
+		bad("scheduler.interactive_reserve", "must be a share of the capacity, at least 0 and below 1")
+	}
+	if s.OutputWeight == 0 {
+		s.OutputWeight = DefaultOutputWeight
+	}
+	if s.OutputWeight < 0 {
+		bad("scheduler.output_weight", "must be positive")
+	}
+	for kind, weights := range map[string]map[string]float64{"organizations": s.Weights.Organizations, "roles": s.Weights.Roles} {
+		for name, w := range weights {
+			if w <= 0 || w > 1000 {
+				bad("scheduler.weights."+kind+"."+name, "a weight must be above 0 and at most 1000")
+			}
+		}
+	}
 }

@@ -313,31 +313,65 @@ func TestGracefulShutdownFinishesStreams(t *testing.T) {
 	}
 }
 
-func TestMaxConcurrencyAnswers503WhenEveryProviderIsFull(t *testing.T) {
-	sim := startSim(t, "--model", "m", "--ttft", "1s")
-	g := startGuichet(t, chatConfig("", provider("vllm", sim, "m", "max_concurrency: 1")))
-	done := make(chan int)
-	go func() { // no t.Fatal off the test goroutine: report the status
-		req, _ := http.NewRequest(http.MethodPost, g.URL()+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"x"}]}`))
-		req.Header.Set("Authorization", "Bearer "+masterKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- 0
-			return
-		}
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}()
-	waitFor(t, "the first request to reach the simulator", 5*time.Second, func() bool { return stats(t, sim).Running == 1 })
-	resp := post(t, g, "/v1/chat/completions", "application/json", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"x"}]}`))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("second request over max_concurrency 1: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
-	if code := <-done; code != http.StatusOK {
-		t.Errorf("first request: %d", code)
-	}
-	if s := stats(t, sim); s.Requests != 1 {
-		t.Errorf("the simulator got %d requests: the cap did not hold", s.Requests)
+// max_concurrency holds: with the scheduler off, a request over it is
+// refused at once; with it on, it waits in guichet (never in the model
+// server's queue) and is sent when the slot frees, or refused with a
+// Retry-After when its queue timeout passes first.
+func TestMaxConcurrencyQueuesInGuichetOrRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name, scheduler string
+		status          int
+	}{
+		{"scheduler off", "scheduler: {enabled: false}\n", http.StatusServiceUnavailable},
+		{"queue timeout", "scheduler: {queue_timeout: 300ms}\n", http.StatusServiceUnavailable},
+		{"scheduler on", "", http.StatusOK},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sim := startSim(t, "--model", "m", "--ttft", "1s")
+			g := startGuichet(t, c.scheduler+chatConfig("", provider("vllm", sim, "m", "max_concurrency: 1")))
+			done := make(chan int)
+			go func() { // no t.Fatal off the test goroutine: report the status
+				req, _ := http.NewRequest(http.MethodPost, g.URL()+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"x"}]}`))
+				req.Header.Set("Authorization", "Bearer "+masterKey)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					done <- 0
+					return
+				}
+				resp.Body.Close()
+				done <- resp.StatusCode
+			}()
+			waitFor(t, "the first request to reach the simulator", 5*time.Second, func() bool { return stats(t, sim).Running == 1 })
+			second := make(chan *http.Response)
+			go func() {
+				second <- post(t, g, "/v1/chat/completions", "application/json", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"x"}]}`))
+			}()
+			var resp *http.Response
+		wait:
+			for {
+				select {
+				case resp = <-second:
+					break wait
+				case <-time.After(50 * time.Millisecond):
+					if s := stats(t, sim); s.Running > 1 || s.Waiting > 0 {
+						t.Fatalf("the model server runs %d and queues %d: the cap did not hold", s.Running, s.Waiting)
+					}
+				}
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.status || (c.status == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "") {
+				t.Errorf("second request over max_concurrency 1: %d, Retry-After %q; want %d", resp.StatusCode, resp.Header.Get("Retry-After"), c.status)
+			}
+			if code := <-done; code != http.StatusOK {
+				t.Errorf("first request: %d", code)
+			}
+			want := int64(1)
+			if c.status == http.StatusOK {
+				want = 2
+			}
+			if s := stats(t, sim); s.Requests != want {
+				t.Errorf("the simulator got %d requests, want %d", s.Requests, want)
+			}
+		})
 	}
 }

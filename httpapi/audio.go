@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/guichet/guichet"
+	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/upstream"
 )
@@ -60,6 +61,10 @@ func (s *Server) handleTranscription() http.Handler {
 		}
 		// Audio has no input tokens to estimate: requests and budgets only.
 		if gerr := s.admit(r.Context(), w, x, model, nil, 0); gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		if gerr := s.schedule(r, x, model, openai.Object{}); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

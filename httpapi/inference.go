@@ -13,6 +13,7 @@ import (
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/openai"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/scheduler"
 	"github.com/guichet/guichet/tokens"
 	"github.com/guichet/guichet/upstream"
 	"go.opentelemetry.io/otel/trace"
@@ -67,6 +68,10 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			s.fail(w, x, gerr)
 			return
 		}
+		if gerr := s.schedule(r, x, model, req.Object); gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
 
 		// The body sent upstream: the client's, byte for byte, with the
 		// provider's model name and, for streams, usage asked for.
@@ -75,8 +80,12 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			extra = append(extra, openai.Member{Key: "stream_options", Raw: withUsage(req.Object.Get("stream_options"))})
 		}
 		build := func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
+			members := append([]openai.Member{{Key: "model", Raw: quote(p.ModelName)}}, extra...)
+			if p.PriorityScheduling {
+				members = append(members, priorityMember(x.class)...)
+			}
 			payload := make([]byte, 0, len(body)+len(p.ModelName)+48)
-			payload = req.Object.AppendWith(payload, append([]openai.Member{{Key: "model", Raw: quote(p.ModelName)}}, extra...)...)
+			payload = req.Object.AppendWith(payload, members...)
 			return x.upstreamRequest(ctx, p, endpoint, bytes.NewReader(payload), "application/json")
 		}
 		if req.Stream {
@@ -240,6 +249,9 @@ type exchange struct {
 	requested     string        // the model the client asked for (x.model becomes the one that answered)
 	countInput    func() int64  // counts the request's input tokens offline (nil: cannot)
 	generation    time.Duration // latency the carbon estimate used (0: not estimated yet)
+
+	class  scheduler.Class
+	ticket *scheduler.Ticket // the scheduler's slot, freed at settle
 
 	ctx     context.Context // the request's, with its span
 	tracing bool

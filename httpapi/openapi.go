@@ -111,6 +111,7 @@ var operations = []operation{
 	{method: "GET", path: "/v1/usage", summary: "Your usage, in OpenGateLLM's July 2025 shape (page, order_by, date range, totals).", tag: "me", response: LegacyUsageList{}, query: []string{"limit", "page", "order_by", "order_direction", "date_from", "date_to"}},
 	{method: "GET", path: "/v1/me/usage/daily", summary: "Your usage summed by day and model.", tag: "me", response: UsageDayList{}, query: []string{"start_time", "end_time", "endpoint"}},
 	{method: "GET", path: "/v1/admin/usage/daily", summary: "Everyone's usage summed by day, organization, user and model.", tag: "admin", response: UsageDayList{}, query: []string{"user", "organization", "start_time", "end_time", "endpoint"}, permission: "admin"},
+	{method: "GET", path: "/v1/admin/scheduler", summary: "Each model's fair queue: capacity, running and queued requests by class, tenants with their weight, virtual tokens and tokens served, refusals.", tag: "admin", response: SchedulerView{}, permission: "admin"},
 	{method: "GET", path: "/v1/admin/usage", summary: "Every user's usage ledger, with totals; format=csv exports it.", tag: "admin", response: AdminUsageList{}, responseTypes: []string{"application/json", "text/csv"}, query: []string{"offset", "limit", "order_by", "order_direction", "user", "organization", "endpoint", "start_time", "end_time", "format"}, permission: "admin"},
 	{method: "DELETE", path: "/v1/me/keys/{id}", summary: "Revoke one of your API keys (every replica within a second).", tag: "me", status: 204},
 }

@@ -56,7 +56,9 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 			s.settle(x, http.StatusOK)
 			return
 		}
-		if st.observe(data) {
+		if !st.observe(data) {
+			x.ticket.Charge(1) // the fair share counts output as it streams
+		} else {
 			// The usage chunk: it carries cost and carbon too.
 			x.usage = st.usage
 			if b, ok := openai.AddToUsage(data, usageExtras(x, ans.Model)...); ok {

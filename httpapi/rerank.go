@@ -76,7 +76,12 @@ func (s *Server) handleRerank() http.Handler {
 			}
 			return n
 		}
+		x.countInput = estimate
 		if gerr := s.admit(r.Context(), w, x, model, estimate, 0); gerr != nil {
+			s.fail(w, x, gerr)
+			return
+		}
+		if gerr := s.schedule(r, x, model, openai.Object{}); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

@@ -40,6 +40,7 @@ func (s *Server) routes() http.Handler {
 	admin := func(pattern string, h http.HandlerFunc) { private(pattern, require(guichet.PermAdmin, h)) }
 	admin("GET /v1/admin/usage", s.adminUsage)
 	admin("GET /v1/admin/usage/daily", s.usageDaily(true))
+	admin("GET /v1/admin/scheduler", s.schedulerView)
 	admin("POST /v1/admin/organizations", s.createOrganization)
 	admin("GET /v1/admin/organizations", s.listOrganizations)
 	admin("GET /v1/admin/organizations/{id}", s.getOrganization)

@@ -22,6 +22,7 @@ import (
 	"github.com/guichet/guichet/metrics"
 	"github.com/guichet/guichet/quota"
 	"github.com/guichet/guichet/routing"
+	"github.com/guichet/guichet/scheduler"
 	"github.com/guichet/guichet/upstream"
 )
 
@@ -42,6 +43,7 @@ type Server struct {
 	ledger   *ledger.Writer
 	usage    guichet.Ledger
 	tracing  bool
+	pools    map[string]*scheduler.Pool // per model; nil: scheduler off
 }
 
 // Options are the Server's dependencies.
@@ -95,6 +97,7 @@ func NewServer(o Options) *Server {
 	if s.quota == nil {
 		s.quota = quota.NewMemory(nil)
 	}
+	s.pools = newPools(s.cfg.Scheduler, s.models)
 	src := metrics.Sources{
 		InFlight: func() float64 { return float64(s.inflight.Load()) },
 		LimitsUp: func() float64 {
@@ -110,6 +113,11 @@ func NewServer(o Options) *Server {
 				}
 			}
 		},
+	}
+	src.Pools = func(report func(model string, v scheduler.PoolView)) {
+		for name, p := range s.pools {
+			report(name, p.View())
+		}
 	}
 	if s.ledger != nil {
 		src.LedgerQueued = func() float64 { return float64(s.ledger.Queued()) }

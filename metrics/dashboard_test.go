@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/guichet/guichet/metrics"
+	"github.com/guichet/guichet/scheduler"
 )
 
 // dashboard is the Grafana dashboard shipped for guichet's metrics.
@@ -114,6 +115,9 @@ func exportedFamilies(t *testing.T) map[string]string {
 		InFlight: one, LimitsUp: one, LedgerQueued: one, LedgerSpilled: one,
 		Providers: func(report func(model, provider string, up bool, inFlight int64)) {
 			report("m", "m#0", true, 1)
+		},
+		Pools: func(report func(model string, v scheduler.PoolView)) {
+			report("m", scheduler.PoolView{Capacity: 8, Running: 8, Queued: 3, Tenants: []scheduler.TenantView{{Tenant: "org:1", InputTokens: 10}}})
 		},
 	})
 	observeEveryVector(t, m)

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/guichet/guichet/scheduler"
 )
 
 // Label names, after the OpenTelemetry attributes.
@@ -34,17 +36,20 @@ type Sources struct {
 	LedgerSpilled func() float64 // usage lines in the spill file
 	// Providers calls report once per provider with its current state.
 	Providers func(report func(model, provider string, up bool, inFlight int64))
+	// Pools calls report once per model with its scheduler's state.
+	Pools func(report func(model string, v scheduler.PoolView))
 }
 
 // Metrics are the collectors, registered on their own registry.
 type Metrics struct {
-	Registry *prometheus.Registry
-	Duration *prometheus.HistogramVec // operation, model, provider, status
-	TTFT     *prometheus.HistogramVec // operation, model, provider
-	TPOT     *prometheus.HistogramVec // operation, model, provider
-	Tokens   *prometheus.HistogramVec // operation, model, provider, token type (input|output)
-	Attempts *prometheus.CounterVec   // provider, outcome
-	Refusals *prometheus.CounterVec   // model, reason
+	Registry  *prometheus.Registry
+	Duration  *prometheus.HistogramVec // operation, model, provider, status
+	TTFT      *prometheus.HistogramVec // operation, model, provider
+	TPOT      *prometheus.HistogramVec // operation, model, provider
+	Tokens    *prometheus.HistogramVec // operation, model, provider, token type (input|output)
+	Attempts  *prometheus.CounterVec   // provider, outcome
+	Refusals  *prometheus.CounterVec   // model, reason
+	QueueWait *prometheus.HistogramVec // model, class
 }
 
 // New registers guichet's collectors.
@@ -77,8 +82,13 @@ func New(src Sources) *Metrics {
 			Name: "guichet_upstream_attempts_total", Help: "Requests sent to providers, by outcome (ok, client_error, server_error, overloaded, timeout, unreachable, auth_refused).",
 		}, []string{"provider", "outcome"}),
 		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "guichet_admission_refusals_total", Help: "Requests refused at admission, by model and reason (rpm, rpd, tpm, tpd, concurrent, budget, forbidden, unavailable).",
+			Name: "guichet_admission_refusals_total", Help: "Requests refused at admission or by the scheduler, by model and reason (rpm, rpd, tpm, tpd, concurrent, budget, forbidden, unavailable; tenant_queue_full, wait_too_long, queue_timeout).",
 		}, []string{"model", "reason"}),
+		QueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "guichet_scheduler_wait_seconds",
+			Help:    "Time requests waited in the scheduler's queue for a free slot, by model and class (interactive, batch).",
+			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"model", "class"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		if f == nil {
@@ -86,7 +96,7 @@ func New(src Sources) *Metrics {
 		}
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.Duration, m.TTFT, m.TPOT, m.Tokens, m.Attempts, m.Refusals,
+	reg.MustRegister(m.Duration, m.TTFT, m.TPOT, m.Tokens, m.Attempts, m.Refusals, m.QueueWait, pools{src.Pools},
 		gauge("guichet_requests_in_flight", "Requests being served.", src.InFlight),
 		gauge("guichet_limits_backend_up", "1 while rate limits and budgets are checked by their configured backend (Redis in cluster mode); 0 while it is unreachable (then requests with limits are refused, or limited per replica, as limits.on_redis_down says).", src.LimitsUp),
 		gauge("guichet_ledger_queue_lines", "Usage lines waiting in memory for the ledger writer.", src.LedgerQueued),
@@ -130,5 +140,44 @@ func (p providers) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(providerUp, prometheus.GaugeValue, v, model, provider)
 		ch <- prometheus.MustNewConstMetric(providerInFlight, prometheus.GaugeValue, float64(inFlight), model, provider)
+	})
+}
+
+// pools reports each model's scheduler when scraped.
+type pools struct {
+	each func(report func(model string, v scheduler.PoolView))
+}
+
+var (
+	poolCapacity = prometheus.NewDesc("guichet_scheduler_capacity",
+		"Requests the model's healthy providers run well at once (0: no known limit, nothing waits).", []string{"model"}, nil)
+	poolRunning = prometheus.NewDesc("guichet_scheduler_running",
+		"Requests the scheduler let through that are still running, by class.", []string{"model", "class"}, nil)
+	poolQueued = prometheus.NewDesc("guichet_scheduler_queued",
+		"Requests waiting in the scheduler's queue, by class.", []string{"model", "class"}, nil)
+	tenantTokens = prometheus.NewDesc("guichet_scheduler_served_tokens_total",
+		"Tokens served per tenant (org:ID, or user:ID without an organization) and type (input, output), as the fair share counts them.", []string{"model", "tenant", "type"}, nil)
+)
+
+func (p pools) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolCapacity, poolRunning, poolQueued, tenantTokens} {
+		ch <- d
+	}
+}
+
+func (p pools) Collect(ch chan<- prometheus.Metric) {
+	if p.each == nil {
+		return
+	}
+	p.each(func(model string, v scheduler.PoolView) {
+		ch <- prometheus.MustNewConstMetric(poolCapacity, prometheus.GaugeValue, float64(v.Capacity), model)
+		ch <- prometheus.MustNewConstMetric(poolRunning, prometheus.GaugeValue, float64(v.Running-v.RunningBatch), model, "interactive")
+		ch <- prometheus.MustNewConstMetric(poolRunning, prometheus.GaugeValue, float64(v.RunningBatch), model, "batch")
+		ch <- prometheus.MustNewConstMetric(poolQueued, prometheus.GaugeValue, float64(v.Queued-v.QueuedBatch), model, "interactive")
+		ch <- prometheus.MustNewConstMetric(poolQueued, prometheus.GaugeValue, float64(v.QueuedBatch), model, "batch")
+		for _, t := range v.Tenants {
+			ch <- prometheus.MustNewConstMetric(tenantTokens, prometheus.CounterValue, float64(t.InputTokens), model, t.Tenant, "input")
+			ch <- prometheus.MustNewConstMetric(tenantTokens, prometheus.CounterValue, float64(t.OutputTokens), model, t.Tenant, "output")
+		}
 	})
 }

@@ -40,6 +40,24 @@ func (m *Model) MaxContext() int64 {
 	return out
 }
 
+// Capacity is how many requests the model's healthy providers run well
+// at once; 0 when one of them has no known limit (the scheduler then
+// never holds requests back).
+func (m *Model) Capacity() int {
+	total := 0
+	for _, p := range m.Providers {
+		if !p.Healthy() {
+			continue
+		}
+		limit := p.Limit()
+		if limit <= 0 {
+			return 0
+		}
+		total += int(limit)
+	}
+	return total
+}
+
 // Healthy counts the providers whose circuit is closed.
 func (m *Model) Healthy() int {
 	n := 0

@@ -42,17 +42,20 @@ type Provider struct {
 	MaxConcurrency int64
 	Timeouts       config.Timeouts
 	KWhPerToken    float64 // measured energy per output token; 0: estimate it
+	// PriorityScheduling: the server runs vLLM's priority scheduling.
+	PriorityScheduling bool
 
 	modelType guichet.ModelType
 	key       string
 	client    *http.Client
 
-	inflight   atomic.Int64
-	down       atomic.Bool
-	failures   atomic.Int32
-	maxContext atomic.Int64
-	vectorSize atomic.Int64
-	wake       chan struct{}
+	inflight    atomic.Int64
+	learntLimit atomic.Int64
+	down        atomic.Bool
+	failures    atomic.Int32
+	maxContext  atomic.Int64
+	vectorSize  atomic.Int64
+	wake        chan struct{}
 
 	mu      sync.Mutex
 	lastErr string
@@ -78,18 +81,19 @@ func New(id string, modelType guichet.ModelType, c *config.Provider) *Provider {
 		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return &Provider{
-		ID:             id,
-		Type:           guichet.ProviderType(c.Type),
-		URL:            c.URL,
-		ModelName:      c.ModelName,
-		Weight:         *c.Weight,
-		MaxConcurrency: int64(c.MaxConcurrency),
-		Timeouts:       t,
-		KWhPerToken:    c.KWhPerToken,
-		modelType:      modelType,
-		key:            c.Key.Value(),
-		client:         &http.Client{Transport: tr, CheckRedirect: noRedirects},
-		wake:           make(chan struct{}, 1),
+		ID:                 id,
+		Type:               guichet.ProviderType(c.Type),
+		URL:                c.URL,
+		ModelName:          c.ModelName,
+		Weight:             *c.Weight,
+		MaxConcurrency:     int64(c.MaxConcurrency),
+		PriorityScheduling: c.PriorityScheduling,
+		Timeouts:           t,
+		KWhPerToken:        c.KWhPerToken,
+		modelType:          modelType,
+		key:                c.Key.Value(),
+		client:             &http.Client{Transport: tr, CheckRedirect: noRedirects},
+		wake:               make(chan struct{}, 1),
 	}
 }
 
@@ -140,6 +144,15 @@ func (p *Provider) Acquire() bool {
 
 // Release gives a slot back.
 func (p *Provider) Release() { p.inflight.Add(-1) }
+
+// Limit is how many requests p runs well at once: its max_concurrency,
+// else what was learnt from its gauges; 0 when unknown (no limit).
+func (p *Provider) Limit() int64 {
+	if p.MaxConcurrency > 0 {
+		return p.MaxConcurrency
+	}
+	return p.learntLimit.Load()
+}
 
 // Full reports whether p is at its max_concurrency.
 func (p *Provider) Full() bool {
