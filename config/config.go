@@ -14,15 +14,15 @@ import (
 
 // Config is a whole guichet configuration.
 type Config struct {
-	Server  Server   `yaml:"server"`
-	Storage Storage  `yaml:"storage"`
-	Limits  Limits   `yaml:"limits"`
-	Ledger  Ledger   `yaml:"ledger"`
-	Tracing Tracing  `yaml:"tracing"`
+	Server  Server  `yaml:"server"`
+	Storage Storage `yaml:"storage"`
+	Limits  Limits  `yaml:"limits"`
+	Ledger  Ledger  `yaml:"ledger"`
+	Tracing Tracing `yaml:"tracing"`
 	// Scheduler shares saturated models fairly between tenants.
 	Scheduler Scheduler `yaml:"scheduler"`
-	RAG     RAG      `yaml:"rag"`
-	Models  []*Model `yaml:"models"`
+	RAG       RAG       `yaml:"rag"`
+	Models    []*Model  `yaml:"models"`
 
 	// OpenGateLLM sections, read for compatibility (see opengatellm.go).
 	Dependencies *OGLDependencies `yaml:"dependencies"`
@@ -196,8 +196,8 @@ type Provider struct {
 	ModelName string   `yaml:"model_name"`
 	Timeouts  Timeouts `yaml:"timeouts"`
 	// Timeout is OpenGateLLM's single timeout (seconds): the total.
-	Timeout        Duration `yaml:"timeout"`
-	Weight         *float64 `yaml:"weight"`
+	Timeout Duration `yaml:"timeout"`
+	Weight  *float64 `yaml:"weight"`
 	// MaxConcurrency is how many requests the provider runs well at once.
 	// 0: learnt from a vLLM server's own gauges (requests waiting in its
 	// queue), unlimited for other servers.

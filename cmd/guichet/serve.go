@@ -22,8 +22,8 @@ import (
 	"github.com/guichet/guichet/ledger"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/tokens"
-	"github.com/guichet/guichet/upstream"
 	"github.com/guichet/guichet/tracing"
+	"github.com/guichet/guichet/upstream"
 	"github.com/guichet/guichet/version"
 )
 
