@@ -29,12 +29,13 @@ const (
 
 // Routing strategies.
 const (
-	StrategyShuffle       = "shuffle"
-	StrategyRoundRobin    = "round_robin"
-	StrategyLeastInflight = "least_inflight"
+	StrategyShuffle        = "shuffle"
+	StrategyRoundRobin     = "round_robin"
+	StrategyLeastInflight  = "least_inflight"
+	StrategyPrefixAffinity = "prefix_affinity"
 )
 
-var strategies = []string{StrategyShuffle, StrategyRoundRobin, StrategyLeastInflight}
+var strategies = []string{StrategyShuffle, StrategyRoundRobin, StrategyLeastInflight, StrategyPrefixAffinity}
 
 // defaultURLs of providers that have a public endpoint.
 var defaultURLs = map[guichet.ProviderType]string{
@@ -221,6 +222,10 @@ func (m *Model) normalize(p string) Problems {
 		m.Routing.Strategy = StrategyLeastInflight
 	case m.LoadBalancingStrategy != "":
 		m.Routing.Strategy = m.LoadBalancingStrategy
+	case mt == guichet.TextGeneration || mt == guichet.ImageTextToText:
+		// Chats repeat their prefix turn after turn: send them where it
+		// is cached (with a load guard).
+		m.Routing.Strategy = StrategyPrefixAffinity
 	default:
 		m.Routing.Strategy = StrategyShuffle
 	}

@@ -68,6 +68,7 @@ func (s *Server) handleTranscription() http.Handler {
 			s.fail(w, x, gerr)
 			return
 		}
+		defer x.unschedule() // after the upstream answer is closed: its slot is free
 		build := func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {
 			body, contentType, err := u.body(p.ModelName)
 			if err != nil {

@@ -72,6 +72,7 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			s.fail(w, x, gerr)
 			return
 		}
+		defer x.unschedule() // after the upstream answer is closed: its slot is free
 
 		// The body sent upstream: the client's, byte for byte, with the
 		// provider's model name and, for streams, usage asked for.
@@ -88,11 +89,19 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			payload = req.Object.AppendWith(payload, members...)
 			return x.upstreamRequest(ctx, p, endpoint, bytes.NewReader(payload), "application/json")
 		}
+		call := routing.Call{Build: build}
+		if model.WantsPrefix() {
+			prompt := req.Object.Get("messages")
+			if prompt == nil {
+				prompt = req.Object.Get("prompt")
+			}
+			call.Prefix = routing.PrefixBlocks(prompt)
+		}
 		if req.Stream {
-			s.relayStream(w, r, x, model, routing.Call{Build: build})
+			s.relayStream(w, r, x, model, call)
 			return
 		}
-		s.relayJSON(w, r, x, model, routing.Call{Build: build})
+		s.relayJSON(w, r, x, model, call)
 	})
 }
 
@@ -251,7 +260,7 @@ type exchange struct {
 	generation    time.Duration // latency the carbon estimate used (0: not estimated yet)
 
 	class  scheduler.Class
-	ticket *scheduler.Ticket // the scheduler's slot, freed at settle
+	ticket *scheduler.Ticket // the scheduler's slot, freed when the handler returns
 
 	ctx     context.Context // the request's, with its span
 	tracing bool

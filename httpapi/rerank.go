@@ -85,6 +85,7 @@ func (s *Server) handleRerank() http.Handler {
 			s.fail(w, x, gerr)
 			return
 		}
+		defer x.unschedule() // after the upstream answer is closed: its slot is free
 		var payload []byte
 		call := routing.Call{
 			Build: func(ctx context.Context, p *upstream.Provider) (*http.Request, error) {

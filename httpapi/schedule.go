@@ -74,6 +74,9 @@ func (s *Server) schedule(r *http.Request, x *exchange, m *routing.Model, body o
 	return nil
 }
 
+// unschedule frees the request's slot, charging its real output.
+func (x *exchange) unschedule() { x.ticket.Done(x.usage.CompletionTokens) }
+
 func (s *Server) timeoutOf(c scheduler.Class) string {
 	if c == scheduler.Batch {
 		return s.cfg.Scheduler.BatchQueueTimeout.D().String()

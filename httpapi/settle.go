@@ -22,7 +22,6 @@ func (s *Server) settle(x *exchange, status int) {
 		s.record(x, m, status, prompt, completion, cost)
 	}
 	defer x.endSteps(status, prompt, completion)
-	x.ticket.Done(completion)
 	s.release(x, status, cost)
 	s.observe(x, m != nil, status)
 	if status >= 500 && status != 499 {

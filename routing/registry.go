@@ -58,6 +58,13 @@ func (m *Model) Capacity() int {
 	return total
 }
 
+// WantsPrefix reports whether the model routes by prompt prefix (then
+// calls should carry Call.Prefix).
+func (m *Model) WantsPrefix() bool {
+	_, ok := m.strategy.(*PrefixAffinity)
+	return ok && len(m.Providers) > 1
+}
+
 // Healthy counts the providers whose circuit is closed.
 func (m *Model) Healthy() int {
 	n := 0
@@ -151,5 +158,8 @@ func (r *Registry) Start(ctx context.Context, onChange func(*upstream.Provider))
 	wg.Wait()
 	for _, p := range r.Providers() {
 		go p.Watch(ctx, onChange)
+		if p.LearnsLimit() {
+			go p.LearnLimit(ctx)
+		}
 	}
 }

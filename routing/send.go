@@ -28,6 +28,9 @@ type Call struct {
 	// the requested one or a fallback), how it ended (see outcome) and
 	// how long it took.
 	Attempted func(model *Model, p *upstream.Provider, outcome string, took time.Duration)
+	// Prefix is the chained hashes of the prompt's leading blocks
+	// (PrefixBlocks), for the prefix_affinity strategy.
+	Prefix []uint64
 }
 
 // Answer is the upstream response to relay to the client.
@@ -64,7 +67,7 @@ func (m *Model) Send(ctx context.Context, call Call) (*Answer, error) {
 			if attempts > 0 && time.Now().After(deadline) {
 				return nil, orUnavailable(last, m)
 			}
-			p, busy := model.pick(tried)
+			p, busy := model.pick(tried, call.Prefix)
 			if p == nil {
 				if busy {
 					last = overloaded(model.Name, 1)
@@ -128,7 +131,7 @@ func outcome(ans *Answer, err *guichet.Error) string {
 
 // pick returns a healthy provider with free capacity not tried yet; busy is
 // true when some were left out only because they were full.
-func (m *Model) pick(tried []*upstream.Provider) (p *upstream.Provider, busy bool) {
+func (m *Model) pick(tried []*upstream.Provider, prefix []uint64) (p *upstream.Provider, busy bool) {
 	var buf [8]*upstream.Provider
 	cands := buf[:0]
 	for _, p := range m.Providers {
@@ -143,6 +146,9 @@ func (m *Model) pick(tried []*upstream.Provider) (p *upstream.Provider, busy boo
 	}
 	if len(cands) == 0 {
 		return nil, busy
+	}
+	if a, ok := m.strategy.(*PrefixAffinity); ok && len(prefix) > 0 {
+		return a.PickFor(cands, prefix), false
 	}
 	return m.strategy.Pick(cands), false
 }

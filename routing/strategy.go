@@ -24,6 +24,8 @@ func NewStrategy(name string) Strategy {
 		return &RoundRobin{}
 	case config.StrategyLeastInflight:
 		return LeastInflight{}
+	case config.StrategyPrefixAffinity:
+		return NewPrefixAffinity()
 	default:
 		return Shuffle{}
 	}
