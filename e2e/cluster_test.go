@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +59,11 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, n int, simArgs ...string) *cluster {
+	return startClusterWith(t, n, nil, simArgs...)
+}
+
+// startClusterWith is startCluster with extra provider settings.
+func startClusterWith(t *testing.T, n int, providerExtra []string, simArgs ...string) *cluster {
 	dsn := pgtest.DSN(t)
 	rurl := redisURL(t)
 	sim := startSim(t, append([]string{"--model", "m"}, simArgs...)...)
@@ -72,7 +78,7 @@ models:
     type: text-generation
     costs: {prompt_tokens: 1000, completion_tokens: 1000}
     providers:
-%s`, dsn, rurl, hex.EncodeToString(b), provider("vllm", sim, "m"))
+%s`, dsn, rurl, hex.EncodeToString(b), provider("vllm", sim, "m", providerExtra...))
 	c := &cluster{t: t, config: cfg, dir: t.TempDir()}
 	path := filepath.Join(c.dir, "config.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -321,4 +327,22 @@ func TestRedisDownNeverFailsOpen(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), `"limits":"per_replica"`) {
 		t.Errorf("local /ready: %d %s", code, body)
 	}
+}
+
+// Replicas share a model's capacity: with max_concurrency 4 and two
+// replicas alive, each schedules 2; when one stops, the other takes all 4.
+func TestClusterReplicasShareTheCapacity(t *testing.T) {
+	c := startClusterWith(t, 2, []string{"max_concurrency: 4"})
+	capacity := func(i int) int {
+		var v struct {
+			Models map[string]struct{ Capacity int } `json:"models"`
+		}
+		_, body := c.call(i, masterKey, "GET", "/v1/admin/scheduler", "")
+		json.Unmarshal(body, &v)
+		return v.Models["chat"].Capacity
+	}
+	waitFor(t, "each replica to take half the capacity", 10*time.Second, func() bool { return capacity(0) == 2 && capacity(1) == 2 })
+	c.replicas[1].cmd.Process.Signal(syscall.SIGTERM)
+	c.replicas[1].cmd.Wait()
+	waitFor(t, "the remaining replica to take the whole capacity", 10*time.Second, func() bool { return capacity(0) == 4 })
 }

@@ -15,8 +15,12 @@ import (
 )
 
 // newPools makes one fair queue per model, its capacity read from the
-// model's healthy providers at each decision.
-func newPools(cfg config.Scheduler, models *routing.Registry) map[string]*scheduler.Pool {
+// model's healthy providers at each decision. In cluster mode every
+// replica sends to the same providers: each takes its share (replicas
+// returns how many are alive; nil: this one alone). Fairness is then
+// kept by each replica over its own traffic — behind a load balancer that
+// spreads requests evenly, every replica sees the same mix of tenants.
+func newPools(cfg config.Scheduler, models *routing.Registry, replicas func() int) map[string]*scheduler.Pool {
 	if !cfg.On() {
 		return nil
 	}
@@ -26,7 +30,17 @@ func newPools(cfg config.Scheduler, models *routing.Registry) map[string]*schedu
 	}
 	pools := map[string]*scheduler.Pool{}
 	for _, m := range models.Models {
-		pools[m.Name] = scheduler.NewPool(opts, m.Capacity)
+		capacity := m.Capacity
+		if replicas != nil {
+			capacity = func() int {
+				c, n := m.Capacity(), replicas()
+				if c <= 0 || n <= 1 {
+					return c
+				}
+				return (c + n - 1) / n // rounded up: no slot is left unused
+			}
+		}
+		pools[m.Name] = scheduler.NewPool(opts, capacity)
 	}
 	return pools
 }

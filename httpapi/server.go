@@ -62,6 +62,9 @@ type Options struct {
 	Ledger *ledger.Writer
 	// Usage reads the ledger back (GET /v1/me/usage).
 	Usage guichet.Ledger
+	// Replicas counts the replicas sharing the providers (cluster mode);
+	// each schedules its share of their capacity. nil: one replica.
+	Replicas func() int
 	// Tracing records a span per request and per step with the global
 	// OpenTelemetry tracer (see package tracing).
 	Tracing bool
@@ -97,7 +100,7 @@ func NewServer(o Options) *Server {
 	if s.quota == nil {
 		s.quota = quota.NewMemory(nil)
 	}
-	s.pools = newPools(s.cfg.Scheduler, s.models)
+	s.pools = newPools(s.cfg.Scheduler, s.models, o.Replicas)
 	src := metrics.Sources{
 		InFlight: func() float64 { return float64(s.inflight.Load()) },
 		LimitsUp: func() float64 {

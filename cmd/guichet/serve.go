@@ -100,6 +100,11 @@ func serve(args []string, hooks *serveHooks) int {
 		return 1
 	}
 	opts.Tracing = tracing.Enabled(cfg.Tracing)
+	if st.redis != nil {
+		replicas := st.redis.Replicas(cfg.Storage.RedisPrefix+"replicas", replicaID())
+		go replicas.Run(ctx)
+		opts.Replicas = replicas.Live
+	}
 	if opts.Tracing {
 		log.Info("traces sent over OTLP/HTTP", "endpoint", redact(cfg.Tracing.Endpoint))
 	}
@@ -257,4 +262,13 @@ func checkConfig(path string) int {
 	}
 	fmt.Printf("%s: valid (%s format, %d models)\n", path, cfg.Format, len(cfg.Models))
 	return 0
+}
+
+// replicaID names this process among the replicas: host, pid and a
+// random suffix (pids repeat across containers).
+func replicaID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b)
+	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
 }
