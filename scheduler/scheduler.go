@@ -74,6 +74,7 @@ type Pool struct {
 
 	mu         sync.Mutex
 	tenants    map[string]*tenant
+	waiting    [2]map[*tenant]struct{} // tenants with requests queued, by class
 	running    [2]int
 	queued     [2]int
 	lastServed float64 // the counter of the tenant served last (for lifts when nobody waits)
@@ -113,7 +114,8 @@ func NewPool(opts Options, capacity func() int) *Pool {
 	if opts.OutputWeight <= 0 {
 		opts.OutputWeight = 2
 	}
-	return &Pool{opts: opts, capacity: capacity, tenants: map[string]*tenant{}, stats: Stats{Rejected: map[string]int64{}}}
+	return &Pool{opts: opts, capacity: capacity, tenants: map[string]*tenant{},
+		waiting: [2]map[*tenant]struct{}{{}, {}}, stats: Stats{Rejected: map[string]int64{}}}
 }
 
 // Ticket is a dispatched request's place in the pool. Charge it with the
@@ -186,6 +188,11 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Ticket, error) {
 		// Back from idle: no credit for the time away (VTC's counter lift).
 		t.counter = math.Max(t.counter, p.liftLevel())
 	}
+	if p.nobodyAhead(req.Class) && p.canRun(req.Class) { // the common case: no wait
+		p.start(t, req, now, now)
+		p.mu.Unlock()
+		return &Ticket{p: p, t: t, class: req.Class}, nil
+	}
 	if max := p.opts.MaxQueuedPerTenant; max > 0 && len(t.queue[Interactive])+len(t.queue[Batch]) >= max {
 		r := p.refuse(t, "tenant_queue_full", p.estimate(t, req.Class, now))
 		p.mu.Unlock()
@@ -203,6 +210,7 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Ticket, error) {
 	// must yield to is waiting.
 	w := &waiter{req: req, t: t, ready: make(chan struct{}), since: now}
 	t.queue[req.Class] = append(t.queue[req.Class], w)
+	p.waiting[req.Class][t] = struct{}{}
 	p.queued[req.Class]++
 	p.dispatch(now)
 	granted := w.granted
@@ -252,6 +260,9 @@ func (p *Pool) leave(w *waiter) bool {
 		if x == w {
 			w.t.queue[w.req.Class] = append(q[:i], q[i+1:]...)
 			p.queued[w.req.Class]--
+			if len(w.t.queue[w.req.Class]) == 0 {
+				delete(p.waiting[w.req.Class], w.t)
+			}
 			break
 		}
 	}
@@ -288,15 +299,25 @@ func (p *Pool) forgetIdle() {
 // among waiting tenants, or the last served counter when nobody waits.
 func (p *Pool) liftLevel() float64 {
 	level, found := 0.0, false
-	for _, t := range p.tenants {
-		if len(t.queue[Interactive])+len(t.queue[Batch]) > 0 && (!found || t.counter < level) {
-			level, found = t.counter, true
+	for _, set := range p.waiting {
+		for t := range set {
+			if !found || t.counter < level {
+				level, found = t.counter, true
+			}
 		}
 	}
 	if !found {
 		return p.lastServed
 	}
 	return level
+}
+
+// nobodyAhead: no request this one must yield to is waiting.
+func (p *Pool) nobodyAhead(c Class) bool {
+	if c == Batch {
+		return p.queued[Interactive]+p.queued[Batch] == 0
+	}
+	return p.queued[Interactive] == 0
 }
 
 // canRun reports whether a request of class c may start now.
@@ -334,14 +355,17 @@ func (p *Pool) dispatch(now time.Time) {
 	for _, c := range []Class{Interactive, Batch} {
 		for p.queued[c] > 0 && p.canRun(c) {
 			var next *tenant
-			for _, t := range p.tenants {
-				if len(t.queue[c]) > 0 && (next == nil || t.counter < next.counter) {
+			for t := range p.waiting[c] {
+				if next == nil || t.counter < next.counter || (t.counter == next.counter && t.name < next.name) {
 					next = t
 				}
 			}
 			w := next.queue[c][0]
 			next.queue[c][0] = nil
 			next.queue[c] = next.queue[c][1:]
+			if len(next.queue[c]) == 0 {
+				delete(p.waiting[c], next)
+			}
 			p.queued[c]--
 			p.start(next, w.req, w.since, now)
 			w.granted = true
@@ -377,13 +401,7 @@ func (p *Pool) estimate(t *tenant, c Class, now time.Time) time.Duration {
 	if c == Batch {
 		ahead += p.queued[Batch]
 	}
-	waiting := 0
-	for _, x := range p.tenants {
-		if len(x.queue[c]) > 0 {
-			waiting++
-		}
-	}
-	fair := (len(t.queue[c]) + 1) * max(waiting, 1)
+	fair := (len(t.queue[c]) + 1) * max(len(p.waiting[c]), 1)
 	ahead = min(ahead, fair) + 1
 	return time.Duration(float64(ahead) / perSecond * float64(time.Second))
 }

@@ -281,3 +281,17 @@ func ctx(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return c
 }
+
+// BenchmarkAcquireDone is the schedule step's cost when a slot is free:
+// go test -bench AcquireDone -cpu 1 ./scheduler
+func BenchmarkAcquireDone(b *testing.B) {
+	p := NewPool(opts, fixed(64))
+	req := Request{Tenant: "org:1", InputTokens: 500}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		k, _ := p.Acquire(ctx, req)
+		k.Charge(100)
+		k.Done(100)
+	}
+}
