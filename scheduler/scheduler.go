@@ -79,6 +79,7 @@ type Pool struct {
 	queued     [2]int
 	lastServed float64 // the counter of the tenant served last (for lifts when nobody waits)
 	rate       rateMeter
+	peak       peakMeter // interactive requests running at once, lately
 	stats      Stats
 }
 
@@ -95,7 +96,8 @@ type tenant struct {
 	counter  float64 // weighted tokens served (VTC)
 	queue    [2][]*waiter
 	running  int
-	inputs   int64 // tokens served, for the admin view and metrics
+	lastSeen time.Time // its last request's arrival
+	inputs   int64     // tokens served, for the admin view and metrics
 	outputs  int64
 	rejected int64
 }
@@ -184,11 +186,12 @@ func (p *Pool) Acquire(ctx context.Context, req Request) (*Ticket, error) {
 	now := time.Now()
 	p.mu.Lock()
 	t := p.tenant(req)
+	t.lastSeen = now
 	if len(t.queue[Interactive])+len(t.queue[Batch]) == 0 {
 		// Back from idle: no credit for the time away (VTC's counter lift).
 		t.counter = math.Max(t.counter, p.liftLevel())
 	}
-	if p.nobodyAhead(req.Class) && p.canRun(req.Class) { // the common case: no wait
+	if p.nobodyAhead(req.Class) && p.canRun(req.Class) && !p.holdsHeadroom(t, now) { // the common case: no wait
 		p.start(t, req, now, now)
 		p.mu.Unlock()
 		return &Ticket{p: p, t: t, class: req.Class}, nil
@@ -312,6 +315,39 @@ func (p *Pool) liftLevel() float64 {
 	return level
 }
 
+// Headroom: a new request can only start when a slot frees, and with long
+// streams that may take seconds. So, near full (the last capacity/8
+// slots), a tenant already running its share of the slots leaves them
+// free while another tenant active in the last activeWindow has nothing
+// waiting: that tenant's next request starts at once. A pool of fewer
+// than 8 slots keeps no headroom, and tenants all waiting use every slot.
+const (
+	headroomDivisor = 8
+	activeWindow    = 2 * time.Second
+)
+
+// holdsHeadroom reports whether t must leave the free slots as headroom;
+// p.mu is held.
+func (p *Pool) holdsHeadroom(t *tenant, now time.Time) bool {
+	capacity := p.capacity()
+	h := capacity / headroomDivisor
+	if h == 0 || capacity-p.running[Interactive]-p.running[Batch] > h {
+		return false
+	}
+	activeWeight, idleOther := 0.0, false
+	for _, u := range p.tenants {
+		waiting := len(u.queue[Interactive])+len(u.queue[Batch]) > 0
+		if u != t && !waiting && u.running == 0 && now.Sub(u.lastSeen) > activeWindow {
+			continue
+		}
+		activeWeight += u.weight
+		if u != t && !waiting {
+			idleOther = true
+		}
+	}
+	return idleOther && float64(t.running) >= float64(capacity)*t.weight/activeWeight
+}
+
 // nobodyAhead: no request this one must yield to is waiting.
 func (p *Pool) nobodyAhead(c Class) bool {
 	if c == Batch {
@@ -331,8 +367,14 @@ func (p *Pool) canRun(c Class) bool {
 		return false
 	}
 	if c == Batch {
+		// The reserve is the configured share, or what interactive
+		// traffic needed lately (and one more), whichever is larger —
+		// but batch always keeps one slot, so it never starves.
 		reserve := int(float64(capacity) * p.opts.InteractiveReserve)
-		return p.running[Batch] < capacity-reserve
+		if peak := p.peak.max(time.Now()); peak > 0 {
+			reserve = max(reserve, peak+1)
+		}
+		return p.running[Batch] < max(capacity-reserve, 1)
 	}
 	return true
 }
@@ -341,6 +383,9 @@ func (p *Pool) canRun(c Class) bool {
 func (p *Pool) start(t *tenant, req Request, since, now time.Time) {
 	p.running[req.Class]++
 	t.running++
+	if req.Class == Interactive {
+		p.peak.record(now, p.running[Interactive])
+	}
 	t.counter += float64(req.InputTokens) / t.weight
 	t.inputs += req.InputTokens
 	p.lastServed = t.counter
@@ -356,9 +401,12 @@ func (p *Pool) dispatch(now time.Time) {
 		for p.queued[c] > 0 && p.canRun(c) {
 			var next *tenant
 			for t := range p.waiting[c] {
-				if next == nil || t.counter < next.counter || (t.counter == next.counter && t.name < next.name) {
+				if (next == nil || before(t, next)) && !p.holdsHeadroom(t, now) {
 					next = t
 				}
+			}
+			if next == nil {
+				return // the free slots are headroom for a tenant between requests
 			}
 			w := next.queue[c][0]
 			next.queue[c][0] = nil
@@ -372,6 +420,19 @@ func (p *Pool) dispatch(now time.Time) {
 			close(w.ready)
 		}
 	}
+}
+
+// before orders waiting tenants: the least served first; on a tie (a
+// tenant just lifted to the others' level), the one running the fewest
+// requests for its weight; then by name, so the order is stable.
+func before(a, b *tenant) bool {
+	if a.counter != b.counter {
+		return a.counter < b.counter
+	}
+	if ra, rb := float64(a.running)/a.weight, float64(b.running)/b.weight; ra != rb {
+		return ra < rb
+	}
+	return a.name < b.name
 }
 
 // Kick re-runs dispatch, for when capacity grew (a provider came back).
@@ -410,6 +471,32 @@ func (p *Pool) refuse(t *tenant, reason string, retryAfter time.Duration) *Refus
 	t.rejected++
 	p.stats.Rejected[reason]++
 	return &Refusal{Reason: reason, RetryAfter: max(retryAfter, time.Second)}
+}
+
+// peakMeter keeps the most interactive requests running at once in each
+// of the last rateWindow seconds.
+type peakMeter struct {
+	peak  [rateWindow]int
+	stamp [rateWindow]int64
+}
+
+func (m *peakMeter) record(now time.Time, running int) {
+	sec := now.Unix()
+	i := sec % rateWindow
+	if m.stamp[i] != sec {
+		m.stamp[i], m.peak[i] = sec, 0
+	}
+	m.peak[i] = max(m.peak[i], running)
+}
+
+func (m *peakMeter) max(now time.Time) int {
+	sec, out := now.Unix(), 0
+	for i, s := range m.stamp {
+		if s > sec-rateWindow && s <= sec {
+			out = max(out, m.peak[i])
+		}
+	}
+	return out
 }
 
 // rateMeter counts dispatches over the last rateWindow, by second.

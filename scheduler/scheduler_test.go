@@ -295,3 +295,76 @@ func BenchmarkAcquireDone(b *testing.B) {
 		k.Done(100)
 	}
 }
+
+// Near full, a tenant at its share leaves the last slots (capacity/8)
+// free while another recently active tenant has nothing waiting, so that
+// tenant's next request starts at once; once it is gone, every slot is
+// used again.
+func TestHeadroomForATenantBetweenRequests(t *testing.T) {
+	p := NewPool(opts, fixed(16))
+	b, _ := p.Acquire(context.Background(), Request{Tenant: "b"})
+	b.Done(10) // b is active, with nothing running or waiting
+	granted, tickets := make(chan string, 40), make(chan *Ticket, 40)
+	c, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		go func() {
+			if k, err := p.Acquire(c, Request{Tenant: "a", InputTokens: 100}); err == nil {
+				granted <- "a"
+				tickets <- k
+			}
+		}()
+	}
+	waitQueued(t, p, 6)
+	if v := p.View(); v.Running != 14 {
+		t.Fatalf("a runs %d of 16 while b is between requests; want 14 (2 kept free)", v.Running)
+	}
+	start := time.Now()
+	b, err := p.Acquire(context.Background(), Request{Tenant: "b"})
+	if err != nil || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("b's next request waited %v (%v)", time.Since(start), err)
+	}
+	b.Done(10)
+	// b goes quiet: its headroom is released at the next decision.
+	p.mu.Lock()
+	p.tenants["b"].lastSeen = time.Now().Add(-time.Minute)
+	p.mu.Unlock()
+	k := <-tickets
+	k.Done(0)
+	for deadline := time.Now().Add(2 * time.Second); p.View().Running != 16; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after b left, %d of 16 slots run", p.View().Running)
+		}
+	}
+}
+
+// The reserve grows to what interactive traffic needed lately (plus one),
+// and batch always keeps a slot.
+func TestReserveFollowsInteractivePeak(t *testing.T) {
+	p := NewPool(opts, fixed(10))
+	var chats []*Ticket
+	for i := 0; i < 4; i++ {
+		k, _ := p.Acquire(context.Background(), Request{Tenant: "chat"})
+		chats = append(chats, k)
+	}
+	for _, k := range chats {
+		k.Done(0)
+	}
+	c, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		go p.Acquire(c, Request{Tenant: "bulk", Class: Batch})
+	}
+	waitQueued(t, p, 5)
+	if v := p.View(); v.RunningBatch != 5 {
+		t.Fatalf("batch runs %d of 10 after 4 interactive ran at once; want 5", v.RunningBatch)
+	}
+	tiny := NewPool(opts, fixed(1))
+	tiny.Acquire(context.Background(), Request{Tenant: "chat"})
+	tiny.mu.Lock()
+	tiny.running[Interactive] = 0 // the interactive request ended
+	tiny.mu.Unlock()
+	if !tiny.canRun(Batch) {
+		t.Fatal("batch starves on a one-slot pool")
+	}
+}
