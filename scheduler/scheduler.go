@@ -368,12 +368,9 @@ func (p *Pool) canRun(c Class) bool {
 	}
 	if c == Batch {
 		// The reserve is the configured share, or what interactive
-		// traffic needed lately (and one more), whichever is larger —
-		// but batch always keeps one slot, so it never starves.
-		reserve := int(float64(capacity) * p.opts.InteractiveReserve)
-		if peak := p.peak.max(time.Now()); peak > 0 {
-			reserve = max(reserve, peak+1)
-		}
+		// traffic needed at once lately, whichever is larger — but batch
+		// always keeps one slot, so it never starves.
+		reserve := max(int(float64(capacity)*p.opts.InteractiveReserve), p.peak.max(time.Now()))
 		return p.running[Batch] < max(capacity-reserve, 1)
 	}
 	return true
