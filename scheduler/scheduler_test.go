@@ -338,8 +338,8 @@ func TestHeadroomForATenantBetweenRequests(t *testing.T) {
 	}
 }
 
-// The reserve grows to what interactive traffic needed at once lately,
-// and batch always keeps a slot.
+// The reserve grows to what interactive traffic needed at once lately
+// (plus one), and batch always keeps a slot.
 func TestReserveFollowsInteractivePeak(t *testing.T) {
 	p := NewPool(opts, fixed(10))
 	var chats []*Ticket
@@ -355,9 +355,9 @@ func TestReserveFollowsInteractivePeak(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		go p.Acquire(c, Request{Tenant: "bulk", Class: Batch})
 	}
-	waitQueued(t, p, 4)
-	if v := p.View(); v.RunningBatch != 6 {
-		t.Fatalf("batch runs %d of 10 after 4 interactive ran at once; want 6", v.RunningBatch)
+	waitQueued(t, p, 5)
+	if v := p.View(); v.RunningBatch != 5 {
+		t.Fatalf("batch runs %d of 10 after 4 interactive ran at once; want 5", v.RunningBatch)
 	}
 	tiny := NewPool(opts, fixed(1))
 	tiny.Acquire(context.Background(), Request{Tenant: "chat"})
