@@ -47,7 +47,8 @@ func newPools(cfg config.Scheduler, models *routing.Registry, replicas func() in
 
 // schedule is the schedule step: when the model's providers run all they
 // can, the request waits for its fair turn. It holds a slot (x.ticket)
-// until settle.
+// until its handler returns (unschedule), once the upstream answer is
+// closed.
 func (s *Server) schedule(r *http.Request, x *exchange, m *routing.Model, body openai.Object) *guichet.Error {
 	x.class = s.classOf(r, x.principal, body)
 	pool := s.pools[m.Name]
