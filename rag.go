@@ -1,0 +1,123 @@
+package guichet
+
+import (
+	"context"
+	"time"
+)
+
+// RAG: collections of documents, cut into chunks, searched by meaning
+// (embeddings), by words (full-text) or both.
+
+// Visibility says who may read a collection.
+type Visibility string
+
+const (
+	Private Visibility = "private" // its owner only
+	Public  Visibility = "public"  // every user may read and search it
+)
+
+// Collection is a named set of documents owned by a user.
+type Collection struct {
+	ID          int64
+	Name        string
+	Description string
+	OwnerID     int64
+	Visibility  Visibility
+	Documents   int64 // how many it holds
+	Created     time.Time
+	Updated     time.Time
+}
+
+// DocumentStatus follows an ingestion: queued → processing → ready or
+// failed.
+type DocumentStatus string
+
+const (
+	DocumentQueued     DocumentStatus = "queued"
+	DocumentProcessing DocumentStatus = "processing"
+	DocumentReady      DocumentStatus = "ready"
+	DocumentFailed     DocumentStatus = "failed"
+)
+
+// Document is one file (or one item of a bulk import) in a collection.
+type Document struct {
+	ID           int64
+	CollectionID int64
+	Name         string
+	Status       DocumentStatus
+	Error        string   // why the ingestion failed
+	Hash         [32]byte // SHA-256 of the content: the same file uploaded twice is found
+	Chunks       int64
+	Metadata     map[string]any
+	Created      time.Time
+}
+
+// Chunk is a passage of a document, the unit of search. IDs are unique
+// across every collection.
+type Chunk struct {
+	ID           int64
+	CollectionID int64
+	DocumentID   int64
+	Content      string
+	Metadata     map[string]any // the document's, plus page and headings
+	Embedding    []float32
+	Created      time.Time
+}
+
+// SearchMethod is how chunks are matched.
+type SearchMethod string
+
+const (
+	Semantic SearchMethod = "semantic" // embeddings, cosine similarity
+	Lexical  SearchMethod = "lexical"  // full-text
+	Hybrid   SearchMethod = "hybrid"   // both, merged by reciprocal rank fusion
+)
+
+// MetadataFilter keeps chunks whose metadata match: a comparison (Key,
+// Op, Value) or a compound (Filters joined by Operator "and" / "or").
+type MetadataFilter struct {
+	Key      string
+	Op       string // eq, sw (starts with), ew (ends with), co (contains)
+	Value    any
+	Filters  []MetadataFilter
+	Operator string
+}
+
+// IndexQuery is one search in an Index.
+type IndexQuery struct {
+	Text           string    // for lexical search
+	Vector         []float32 // for semantic search
+	CollectionIDs  []int64   // required: only these collections
+	DocumentIDs    []int64   // optional: only these documents
+	Filter         *MetadataFilter
+	Limit          int
+	ScoreThreshold *float64 // semantic only: minimum cosine similarity
+}
+
+// SearchHit is a chunk found, with its score for the method.
+type SearchHit struct {
+	Chunk  Chunk
+	Score  float64
+	Method SearchMethod
+}
+
+// Index stores chunks and finds them: one implementation embedded
+// (SQLite FTS5 and an in-process vector index) and one for cluster mode
+// (PostgreSQL full-text search and pgvector), with one conformance suite.
+type Index interface {
+	// Add stores chunks atomically (all or none) and sets their IDs,
+	// unique across collections. Every chunk of one call has an embedding
+	// of the same size, or none has.
+	Add(ctx context.Context, chunks []Chunk) error
+	// Chunks lists a document's chunks in ID order; Chunk reads one
+	// (ErrNotFound when missing).
+	Chunks(ctx context.Context, documentID int64, offset, limit int) ([]Chunk, error)
+	Chunk(ctx context.Context, id int64) (Chunk, error)
+	DeleteChunk(ctx context.Context, id int64) error
+	// DeleteDocument and DeleteCollection remove every chunk they hold.
+	DeleteDocument(ctx context.Context, documentID int64) error
+	DeleteCollection(ctx context.Context, collectionID int64) error
+	// Lexical and Semantic return at most q.Limit chunks, best first.
+	Lexical(ctx context.Context, q IndexQuery) ([]SearchHit, error)
+	Semantic(ctx context.Context, q IndexQuery) ([]SearchHit, error)
+}
