@@ -577,6 +577,7 @@ func (p *Pool) View() PoolView {
 		Capacity: p.capacity(), Running: p.running[Interactive] + p.running[Batch], RunningBatch: p.running[Batch],
 		Queued: p.queued[Interactive] + p.queued[Batch], QueuedBatch: p.queued[Batch],
 		DispatchRate: p.rate.perSecond(time.Now()), Dispatched: p.stats.Dispatched, Rejected: map[string]int64{},
+		Tenants: make([]TenantView, 0, len(p.tenants)),
 	}
 	if v.Dispatched > 0 {
 		v.MeanWaitSeconds = p.stats.WaitSeconds / float64(v.Dispatched)

@@ -246,11 +246,16 @@ func (x *index) Semantic(ctx context.Context, q guichet.IndexQuery) ([]guichet.S
 		}
 	}
 	var hits []guichet.SearchHit
-	err := x.db.inTx(ctx, true, func(tx *sql.Tx) error {
+	// Read outside a transaction: BEGIN takes the write lock here
+	// (_txlock=immediate) and would queue searches behind the ledger.
+	// The version is read before the rows, so a write in between only
+	// makes the next search reload.
+	conn := x.db.db
+	err := func() error {
 		var top topK
 		top.k = q.Limit
 		for _, coll := range uniq(q.CollectionIDs) {
-			cv, err := x.vectors(ctx, tx, coll)
+			cv, err := x.vectors(ctx, conn, coll)
 			if err != nil {
 				return err
 			}
@@ -281,7 +286,7 @@ func (x *index) Semantic(ctx context.Context, q guichet.IndexQuery) ([]guichet.S
 		for i, s := range top.items {
 			ids[i] = s.id
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks WHERE id IN (`+idList(ids)+`)`)
+		rows, err := conn.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks WHERE id IN (`+idList(ids)+`)`)
 		if err != nil {
 			return err
 		}
@@ -303,15 +308,15 @@ func (x *index) Semantic(ctx context.Context, q guichet.IndexQuery) ([]guichet.S
 			}
 		}
 		return nil
-	})
+	}()
 	return hits, err
 }
 
 // vectors returns the cached embeddings of a collection, loading them
 // when the collection changed since.
-func (x *index) vectors(ctx context.Context, tx *sql.Tx, collectionID int64) (*collectionVectors, error) {
+func (x *index) vectors(ctx context.Context, conn *sql.DB, collectionID int64) (*collectionVectors, error) {
 	var version int64
-	err := tx.QueryRowContext(ctx, `SELECT version FROM chunk_versions WHERE collection_id = ?`, collectionID).Scan(&version)
+	err := conn.QueryRowContext(ctx, `SELECT version FROM chunk_versions WHERE collection_id = ?`, collectionID).Scan(&version)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
@@ -322,7 +327,7 @@ func (x *index) vectors(ctx context.Context, tx *sql.Tx, collectionID int64) (*c
 		return cv, nil
 	}
 	cv = &collectionVectors{version: version}
-	rows, err := tx.QueryContext(ctx, `SELECT id, document_id, dims, embedding, metadata FROM chunks
+	rows, err := conn.QueryContext(ctx, `SELECT id, document_id, dims, embedding, metadata FROM chunks
 		WHERE collection_id = ? AND dims > 0 ORDER BY id`, collectionID)
 	if err != nil {
 		return nil, err
