@@ -191,18 +191,16 @@ func parseDOCX(ctx context.Context, data []byte, lim Limits) (*Document, error) 
 
 	w := &mdWriter{max: lim.MaxExpandedBytes}
 	var paras []*docxPara
-	var tables []*tableState
+	var tables tableStack
 	inRun, inT, skip := 0, 0, 0
 
-	inCell := func() bool { return len(tables) > 0 && tables[len(tables)-1].inCell }
 	// emit writes the paragraph text collected so far.
 	emit := func(p *docxPara) {
 		text := strings.TrimSpace(p.text.String())
 		p.text.Reset()
-		if inCell() {
+		if tables.inCell() {
 			if text != "" {
-				t := tables[len(tables)-1]
-				t.cell = append(t.cell, collapseSpaces(text))
+				tables.addToCell(text)
 			}
 			return
 		}
@@ -299,7 +297,7 @@ func parseDOCX(ctx context.Context, data []byte, lim Limits) (*Document, error) 
 				if p == nil || inRun == 0 {
 					return
 				}
-				if typ, _ := attr(t, "type"); typ == "page" && !inCell() && len(paras) == 1 {
+				if typ, _ := attr(t, "type"); typ == "page" && !tables.inCell() && len(paras) == 1 {
 					emit(p)
 					w.newPage()
 					return
@@ -314,15 +312,11 @@ func parseDOCX(ctx context.Context, data []byte, lim Limits) (*Document, error) 
 					p.text.WriteByte('-')
 				}
 			case "tbl":
-				tables = append(tables, &tableState{})
+				tables.open()
 			case "tr":
-				if len(tables) > 0 {
-					tables[len(tables)-1].row = nil
-				}
+				tables.startRow()
 			case "tc":
-				if len(tables) > 0 {
-					tables[len(tables)-1].inCell = true
-				}
+				tables.startCell()
 			}
 		case xml.EndElement:
 			if skip > 0 {
@@ -341,27 +335,11 @@ func parseDOCX(ctx context.Context, data []byte, lim Limits) (*Document, error) 
 			case "t":
 				inT = max(inT-1, 0)
 			case "tc":
-				if len(tables) > 0 {
-					tables[len(tables)-1].endCell()
-				}
+				tables.endCell()
 			case "tr":
-				if len(tables) > 0 {
-					tables[len(tables)-1].endRow()
-				}
+				tables.endRow()
 			case "tbl":
-				if len(tables) == 0 {
-					return
-				}
-				tb := tables[len(tables)-1]
-				tables = tables[:len(tables)-1]
-				if inCell() {
-					outer := tables[len(tables)-1]
-					if s := flattenTable(tb.rows); s != "" {
-						outer.cell = append(outer.cell, s)
-					}
-				} else {
-					w.table(tb.rows)
-				}
+				tables.close(w)
 			}
 		case xml.CharData:
 			if skip == 0 && inT > 0 && len(paras) > 0 {

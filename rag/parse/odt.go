@@ -52,20 +52,18 @@ func parseODT(ctx context.Context, data []byte, lim Limits) (*Document, error) {
 
 	w := &mdWriter{max: lim.MaxExpandedBytes}
 	var paras []*odtPara
-	var tables []*tableState
+	var tables tableStack
 	var lists []*odtList
 	pendingMarker := false
 	inText, skip := 0, 0
 
-	inCell := func() bool { return len(tables) > 0 && tables[len(tables)-1].inCell }
 	emit := func(p *odtPara) {
 		text := strings.TrimSpace(p.text.String())
 		if text == "" {
 			return
 		}
-		if inCell() {
-			t := tables[len(tables)-1]
-			t.cell = append(t.cell, collapseSpaces(text))
+		if tables.inCell() {
+			tables.addToCell(text)
 			return
 		}
 		switch {
@@ -166,15 +164,11 @@ func parseODT(ctx context.Context, data []byte, lim Limits) (*Document, error) {
 			case "list-header":
 				pendingMarker = false
 			case "table":
-				tables = append(tables, &tableState{})
+				tables.open()
 			case "table-row":
-				if len(tables) > 0 {
-					tables[len(tables)-1].row = nil
-				}
+				tables.startRow()
 			case "table-cell":
-				if len(tables) > 0 {
-					tables[len(tables)-1].inCell = true
-				}
+				tables.startCell()
 			}
 		case xml.EndElement:
 			if skip > 0 {
@@ -201,27 +195,11 @@ func parseODT(ctx context.Context, data []byte, lim Limits) (*Document, error) {
 				}
 				pendingMarker = false
 			case "table-cell":
-				if len(tables) > 0 {
-					tables[len(tables)-1].endCell()
-				}
+				tables.endCell()
 			case "table-row":
-				if len(tables) > 0 {
-					tables[len(tables)-1].endRow()
-				}
+				tables.endRow()
 			case "table":
-				if len(tables) == 0 {
-					return
-				}
-				tb := tables[len(tables)-1]
-				tables = tables[:len(tables)-1]
-				if inCell() {
-					outer := tables[len(tables)-1]
-					if s := flattenTable(tb.rows); s != "" {
-						outer.cell = append(outer.cell, s)
-					}
-				} else {
-					w.table(tb.rows)
-				}
+				tables.close(w)
 			}
 		case xml.CharData:
 			if skip == 0 && inText > 0 && len(paras) > 0 {

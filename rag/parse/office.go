@@ -334,6 +334,67 @@ func (t *tableState) endRow() {
 	t.row = nil
 }
 
+// tableStack follows the tables being read; a table inside a cell is
+// flattened into that cell.
+type tableStack []*tableState
+
+func (s *tableStack) top() *tableState {
+	if len(*s) == 0 {
+		return nil
+	}
+	return (*s)[len(*s)-1]
+}
+
+func (s *tableStack) inCell() bool { t := s.top(); return t != nil && t.inCell }
+func (s *tableStack) open()        { *s = append(*s, &tableState{}) }
+
+func (s *tableStack) startRow() {
+	if t := s.top(); t != nil {
+		t.row = nil
+	}
+}
+
+func (s *tableStack) startCell() {
+	if t := s.top(); t != nil {
+		t.inCell = true
+	}
+}
+
+func (s *tableStack) endCell() {
+	if t := s.top(); t != nil {
+		t.endCell()
+	}
+}
+
+func (s *tableStack) endRow() {
+	if t := s.top(); t != nil {
+		t.endRow()
+	}
+}
+
+// addToCell adds a paragraph's text to the current cell.
+func (s *tableStack) addToCell(text string) {
+	t := s.top()
+	t.cell = append(t.cell, collapseSpaces(text))
+}
+
+// close ends the innermost table: into the enclosing cell, or written out.
+func (s *tableStack) close(w *mdWriter) {
+	tb := s.top()
+	if tb == nil {
+		return
+	}
+	*s = (*s)[:len(*s)-1]
+	if s.inCell() {
+		if f := flattenTable(tb.rows); f != "" {
+			outer := s.top()
+			outer.cell = append(outer.cell, f)
+		}
+		return
+	}
+	w.table(tb.rows)
+}
+
 // listMarker formats a list item marker: "-" for bullets, "N." otherwise.
 func listMarker(numbered bool, n int) string {
 	if numbered {
