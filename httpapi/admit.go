@@ -32,24 +32,16 @@ type admission struct {
 // admit is the admit step: may this caller use this model now, within its
 // role's limits and its budgets? Everything is checked and taken at once
 // (one quota call; one Redis round trip in cluster mode), and the
-// X-RateLimit-* headers are set. estimate counts the input tokens; it runs
-// only if a token limit or a budget needs it.
-func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, m *routing.Model, estimate func() int64, maxTokens int64) *guichet.Error {
+// X-RateLimit-* headers are set. The input tokens are counted only if a
+// token limit or a budget needs them.
+func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, m *routing.Model, maxTokens int64) *guichet.Error {
 	x.next("admit")
 	p := x.principal
 	if p == nil || p.Master {
 		return nil
 	}
 	ad := &admission{model: m, userID: p.User.ID, orgID: p.User.OrganizationID}
-	tokens := func() int64 {
-		if x.estimate < 0 {
-			x.estimate = 0
-			if estimate != nil {
-				x.estimate = estimate()
-			}
-		}
-		return x.estimate
-	}
+	tokens := x.inputTokens
 	limits, _ := p.Role.ModelLimits(m.Name) // resolve already hid what the role cannot see
 	for _, l := range limits {
 		if l.Value == nil {

@@ -60,7 +60,7 @@ func (s *Server) handleTranscription() http.Handler {
 			return
 		}
 		// Audio has no input tokens to estimate: requests and budgets only.
-		if gerr := s.admit(r.Context(), w, x, model, nil, 0); gerr != nil {
+		if gerr := s.admit(r.Context(), w, x, model, 0); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

@@ -107,9 +107,10 @@ func benchAdmission(b *testing.B, limits, budget string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p, estimate: -1}
 		req := bodies[i%len(bodies)]
-		if gerr := s.admit(ctx, w, x, model, func() int64 { return tokens.Chat(req.Messages, nil) }, req.MaxTokens); gerr != nil {
+		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p, estimate: -1,
+			countInput: func() int64 { return tokens.Chat(req.Messages, nil) }}
+		if gerr := s.admit(ctx, w, x, model, req.MaxTokens); gerr != nil {
 			b.Fatal(gerr)
 		}
 		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16

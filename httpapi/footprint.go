@@ -71,10 +71,7 @@ func countUsage(x *exchange, payload []byte) (openai.TokenUsage, bool) {
 			u.CompletionTokens += tokens.Text(string(c.Message.ToolCalls))
 		}
 	}
-	if x.estimate < 0 {
-		x.estimate = x.countInput()
-	}
-	u.PromptTokens = x.estimate
+	u.PromptTokens = x.inputTokens()
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	return u, true
 }

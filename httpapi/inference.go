@@ -64,7 +64,7 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			return
 		}
 		x.countInput = func() int64 { return count(req) }
-		if gerr := s.admit(r.Context(), w, x, model, x.countInput, req.MaxTokens); gerr != nil {
+		if gerr := s.admit(r.Context(), w, x, model, req.MaxTokens); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
@@ -293,6 +293,18 @@ func (x *exchange) upstreamRequest(ctx context.Context, p *upstream.Provider, e 
 	}
 	x.startAttempt(ctx, p, req)
 	return req, nil
+}
+
+// inputTokens is the request's input estimate, counted offline the first
+// time a step needs it (0 when it cannot be counted).
+func (x *exchange) inputTokens() int64 {
+	if x.estimate < 0 {
+		x.estimate = 0
+		if x.countInput != nil {
+			x.estimate = x.countInput()
+		}
+	}
+	return x.estimate
 }
 
 func (x *exchange) answeredBy(a *routing.Answer) {

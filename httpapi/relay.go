@@ -152,20 +152,13 @@ func (st *streamState) counted(x *exchange) openai.TokenUsage {
 			from = int(end)
 		}
 	}
-	return st.withPrompt(x, completion)
+	prompt := x.inputTokens()
+	return openai.TokenUsage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 }
 
 // tokenPerEvent are the provider types that stream one token per event.
 var tokenPerEvent = map[guichet.ProviderType]bool{
 	guichet.ProviderVLLM: true, guichet.ProviderLlamaCpp: true, guichet.ProviderOllama: true, guichet.ProviderAlbert: true,
-}
-
-func (st *streamState) withPrompt(x *exchange, completion int64) openai.TokenUsage {
-	if x.estimate < 0 && x.countInput != nil {
-		x.estimate = x.countInput()
-	}
-	prompt := max(x.estimate, 0)
-	return openai.TokenUsage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 }
 
 // bestUsage is the provider's usage if it sent one, else the count.

@@ -77,7 +77,7 @@ func (s *Server) handleRerank() http.Handler {
 			return n
 		}
 		x.countInput = estimate
-		if gerr := s.admit(r.Context(), w, x, model, estimate, 0); gerr != nil {
+		if gerr := s.admit(r.Context(), w, x, model, 0); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

@@ -61,10 +61,7 @@ func (s *Server) schedule(r *http.Request, x *exchange, m *routing.Model, body o
 		req.Tenant, req.Weight = s.tenantOf(p)
 	}
 	if m.Capacity() > 0 { // the estimate is only worth its CPU when requests may wait
-		if x.estimate < 0 && x.countInput != nil {
-			x.estimate = x.countInput()
-		}
-		req.InputTokens = max(x.estimate, 0)
+		req.InputTokens = x.inputTokens()
 	}
 	k, err := pool.Acquire(ctx, req)
 	if err != nil {

@@ -437,12 +437,6 @@ func before(a, b *tenant) bool {
 	return a.name < b.name
 }
 
-// Kick re-runs dispatch, for when capacity grew (a provider came back).
-func (p *Pool) Kick() {
-	p.mu.Lock()
-	p.dispatch(time.Now())
-	p.mu.Unlock()
-}
 
 func (p *Pool) timeout(c Class) time.Duration {
 	if c == Batch {
