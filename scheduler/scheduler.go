@@ -437,7 +437,6 @@ func before(a, b *tenant) bool {
 	return a.name < b.name
 }
 
-
 func (p *Pool) timeout(c Class) time.Duration {
 	if c == Batch {
 		return p.opts.BatchQueueTimeout
