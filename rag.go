@@ -46,10 +46,13 @@ type Document struct {
 	Name         string
 	Status       DocumentStatus
 	Error        string   // why the ingestion failed
-	Hash         [32]byte // SHA-256 of the content: the same file uploaded twice is found
+	Hash         [32]byte // SHA-256 of the content (zero for a document made empty)
+	Parser       string   // what read the file: "pdftotext", "pdfium", "docx", "html"…
+	Pages        int
 	Chunks       int64
 	Metadata     map[string]any
 	Created      time.Time
+	Updated      time.Time
 }
 
 // Chunk is a passage of a document, the unit of search. IDs are unique
@@ -120,4 +123,51 @@ type Index interface {
 	// Lexical and Semantic return at most q.Limit chunks, best first.
 	Lexical(ctx context.Context, q IndexQuery) ([]SearchHit, error)
 	Semantic(ctx context.Context, q IndexQuery) ([]SearchHit, error)
+}
+
+// CollectionFilter narrows a list of collections.
+type CollectionFilter struct {
+	ReaderID   int64      // only those this user may read (owned or public); 0: all
+	Name       string     // name contains this, case-insensitively
+	Visibility Visibility // "": both
+}
+
+// DocumentFilter narrows a list of documents.
+type DocumentFilter struct {
+	ReaderID     int64 // only in collections this user may read; 0: all
+	CollectionID int64 // 0: every collection
+	Name         string
+	Status       DocumentStatus // "": any
+}
+
+// Library keeps collections and documents; their chunks live in an Index.
+// Pages order collections by id, name, created or updated, documents by
+// id, name or created.
+type Library interface {
+	// CreateCollection sets ID, Created and Updated.
+	CreateCollection(ctx context.Context, c *Collection) error
+	// Collection reads one, with its document count (ErrNotFound).
+	Collection(ctx context.Context, id int64) (*Collection, error)
+	Collections(ctx context.Context, f CollectionFilter, p Page) ([]*Collection, error)
+	// UpdateCollection changes name, description and visibility.
+	UpdateCollection(ctx context.Context, c *Collection) error
+	// DeleteCollection deletes its documents too.
+	DeleteCollection(ctx context.Context, id int64) error
+
+	// CreateDocument sets ID, Created and Updated. It fails with
+	// ErrConflict when the collection already holds a document of the same
+	// (non-zero) Hash, or with ErrNotFound when the collection is missing.
+	CreateDocument(ctx context.Context, d *Document) error
+	Document(ctx context.Context, id int64) (*Document, error)
+	// DocumentByHash finds the document of that content in a collection.
+	DocumentByHash(ctx context.Context, collectionID int64, hash [32]byte) (*Document, error)
+	Documents(ctx context.Context, f DocumentFilter, p Page) ([]*Document, error)
+	// UpdateDocument saves Name, Status, Error, Parser, Pages, Chunks and
+	// Metadata, and sets Updated.
+	UpdateDocument(ctx context.Context, d *Document) error
+	DeleteDocument(ctx context.Context, id int64) error
+	// FailUnfinished marks every queued or processing document failed
+	// with reason, after a restart interrupted their ingestion, and says
+	// how many.
+	FailUnfinished(ctx context.Context, reason string) (int64, error)
 }
