@@ -29,6 +29,11 @@
 //     string. A compound joins Filters with Operator "and" or "or". A
 //     malformed filter (unknown op or operator, no key) is an error.
 //   - Ties are broken by chunk ID, ascending.
+//
+// With LexicalOnly, the suite is for an index that cannot search by
+// meaning (PostgreSQL without pgvector): its chunks carry no embeddings,
+// the cases of semantic search are left out, and Semantic, and Add of
+// chunks with embeddings, must fail.
 package ragtest
 
 import (
@@ -44,33 +49,67 @@ import (
 	"github.com/guichet/guichet"
 )
 
+// Option changes what the suite runs.
+type Option int
+
+const (
+	// LexicalOnly runs the cases of lexical search only (those that also
+	// search by meaning run without embeddings and without their semantic
+	// checks), and checks that semantic search fails.
+	LexicalOnly Option = iota + 1
+)
+
+// suite is the suite's options, for the cases that mix both searches.
+type suite struct {
+	lexicalOnly bool
+}
+
 // Index runs the guichet.Index conformance suite. open must return a new,
 // empty index on each call (subtests run in parallel); the suite closes it
 // if it is an io.Closer, else open should register its own cleanup.
-func Index(t *testing.T, open func(t *testing.T) guichet.Index) {
+func Index(t *testing.T, open func(t *testing.T) guichet.Index, opts ...Option) {
+	var s suite
+	for _, o := range opts {
+		switch o {
+		case LexicalOnly:
+			s.lexicalOnly = true
+		default:
+			t.Fatalf("ragtest: unknown option %d", o)
+		}
+	}
+	const (
+		both        = iota
+		full        // only when the index searches by meaning
+		lexicalOnly // only with LexicalOnly
+	)
 	tests := []struct {
 		name string
 		run  func(t *testing.T, x guichet.Index)
+		when int
 	}{
-		{"IDs", testIDs},
-		{"RoundTrip", testRoundTrip},
-		{"AddAtomic", testAddAtomic},
-		{"ChunksPages", testChunksPages},
-		{"DeleteChunk", testDeleteChunk},
-		{"DeleteDocument", testDeleteDocument},
-		{"DeleteCollection", testDeleteCollection},
-		{"BadQueries", testBadQueries},
-		{"LexicalAccents", testLexicalAccents},
-		{"LexicalRanking", testLexicalRanking},
-		{"LexicalScope", testLexicalScope},
-		{"LexicalSyntax", testLexicalSyntax},
-		{"SemanticRanking", testSemanticRanking},
-		{"SemanticScope", testSemanticScope},
-		{"SemanticSkipped", testSemanticSkipped},
-		{"Filters", testFilters},
-		{"FilterBeforeLimit", testFilterBeforeLimit},
+		{"IDs", testIDs, both},
+		{"RoundTrip", s.testRoundTrip, both},
+		{"AddAtomic", s.testAddAtomic, both},
+		{"ChunksPages", testChunksPages, both},
+		{"DeleteChunk", s.testDeleteChunk, both},
+		{"DeleteDocument", s.testDeleteDocument, both},
+		{"DeleteCollection", s.testDeleteCollection, both},
+		{"BadQueries", s.testBadQueries, both},
+		{"LexicalAccents", testLexicalAccents, both},
+		{"LexicalRanking", testLexicalRanking, both},
+		{"LexicalScope", testLexicalScope, both},
+		{"LexicalSyntax", testLexicalSyntax, both},
+		{"SemanticRanking", testSemanticRanking, full},
+		{"SemanticScope", testSemanticScope, full},
+		{"SemanticSkipped", testSemanticSkipped, full},
+		{"SemanticUnsupported", testSemanticUnsupported, lexicalOnly},
+		{"Filters", s.testFilters, both},
+		{"FilterBeforeLimit", s.testFilterBeforeLimit, both},
 	}
 	for _, tc := range tests {
+		if (tc.when == full && s.lexicalOnly) || (tc.when == lexicalOnly && !s.lexicalOnly) {
+			continue // selected, not skipped: such cases cannot pass here
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			x := open(t)
@@ -105,6 +144,14 @@ func add(t *testing.T, x guichet.Index, chunks ...guichet.Chunk) []guichet.Chunk
 // chunk is a chunk of document doc in collection coll.
 func chunk(coll, doc int64, content string, vec ...float32) guichet.Chunk {
 	return guichet.Chunk{CollectionID: coll, DocumentID: doc, Content: content, Embedding: vec}
+}
+
+// chunk is a chunk with its embedding, but none with LexicalOnly.
+func (s suite) chunk(coll, doc int64, content string, vec ...float32) guichet.Chunk {
+	if s.lexicalOnly {
+		vec = nil
+	}
+	return chunk(coll, doc, content, vec...)
 }
 
 func ids(chunks []guichet.Chunk) []int64 {
@@ -227,7 +274,7 @@ func testIDs(t *testing.T, x guichet.Index) {
 	}
 }
 
-func testRoundTrip(t *testing.T, x guichet.Index) {
+func (s suite) testRoundTrip(t *testing.T, x guichet.Index) {
 	ctx := t.Context()
 	before := time.Now().Add(-time.Second)
 	c := guichet.Chunk{
@@ -243,6 +290,9 @@ func testRoundTrip(t *testing.T, x guichet.Index) {
 			"nested":   map[string]any{"a": []any{1, "deux", true, nil}},
 		},
 		Embedding: []float32{0.1, -2.5, 3e-8, 1e9},
+	}
+	if s.lexicalOnly {
+		c.Embedding = nil
 	}
 	// Every chunk of one Add has an embedding, or none has.
 	stored := append(add(t, x, c), add(t, x, chunk(7, 70, ""))...)
@@ -280,13 +330,16 @@ func testRoundTrip(t *testing.T, x guichet.Index) {
 	if len(hits) != 1 || hits[0].Chunk.Content != c.Content || !reflect.DeepEqual(hits[0].Chunk.Metadata, want.Metadata) {
 		t.Errorf("Lexical hit %+v, want the chunk", hits)
 	}
+	if s.lexicalOnly {
+		return
+	}
 	hits = semantic(t, x, guichet.IndexQuery{Vector: c.Embedding, CollectionIDs: []int64{7}, Limit: 5})
 	if len(hits) != 1 || hits[0].Chunk.ID != want.ID || !reflect.DeepEqual(hits[0].Chunk.Metadata, want.Metadata) {
 		t.Errorf("Semantic hit %+v, want the chunk", hits)
 	}
 }
 
-func testAddAtomic(t *testing.T, x guichet.Index) {
+func (s suite) testAddAtomic(t *testing.T, x guichet.Index) {
 	ctx := t.Context()
 	must(t, x.Add(ctx, nil)) // nothing to add
 	for name, batch := range map[string][]guichet.Chunk{
@@ -310,11 +363,14 @@ func testAddAtomic(t *testing.T, x guichet.Index) {
 		}
 		hits := lexical(t, x, guichet.IndexQuery{Text: "école", CollectionIDs: []int64{1}, Limit: 10})
 		sameIDs(t, "Lexical after failed Add "+name, hitIDs(hits), nil)
+		if s.lexicalOnly {
+			continue
+		}
 		hits = semantic(t, x, guichet.IndexQuery{Vector: []float32{1, 0, 0, 0}, CollectionIDs: []int64{1}, Limit: 10})
 		sameIDs(t, "Semantic after failed Add "+name, hitIDs(hits), nil)
 	}
 	// The index still works.
-	ok := add(t, x, chunk(1, 10, "école", 1, 0, 0, 0))
+	ok := add(t, x, s.chunk(1, 10, "école", 1, 0, 0, 0))
 	hits := lexical(t, x, guichet.IndexQuery{Text: "école", CollectionIDs: []int64{1}, Limit: 10})
 	sameIDs(t, "Lexical after Add", hitIDs(hits), ids(ok))
 }
@@ -354,9 +410,9 @@ func testChunksPages(t *testing.T, x guichet.Index) {
 	sameIDs(t, "Chunks of a missing document", ids(list), nil)
 }
 
-func testDeleteChunk(t *testing.T, x guichet.Index) {
+func (s suite) testDeleteChunk(t *testing.T, x guichet.Index) {
 	ctx := t.Context()
-	cs := add(t, x, chunk(1, 10, "école une", 1, 0), chunk(1, 10, "école deux", 1, 0.1))
+	cs := add(t, x, s.chunk(1, 10, "école une", 1, 0), s.chunk(1, 10, "école deux", 1, 0.1))
 	must(t, x.DeleteChunk(ctx, cs[0].ID))
 	if _, err := x.Chunk(ctx, cs[0].ID); !errors.Is(err, guichet.ErrNotFound) {
 		t.Errorf("Chunk after DeleteChunk: %v, want ErrNotFound", err)
@@ -372,30 +428,36 @@ func testDeleteChunk(t *testing.T, x guichet.Index) {
 	}
 	q := guichet.IndexQuery{Text: "école", Vector: []float32{1, 0}, CollectionIDs: []int64{1}, Limit: 10}
 	sameIDs(t, "Lexical after DeleteChunk", hitIDs(lexical(t, x, q)), []int64{cs[1].ID})
+	if s.lexicalOnly {
+		return
+	}
 	sameIDs(t, "Semantic after DeleteChunk", hitIDs(semantic(t, x, q)), []int64{cs[1].ID})
 }
 
 // gone checks that searches of every collection find only want.
-func gone(t *testing.T, x guichet.Index, what string, want []int64) {
+func (s suite) gone(t *testing.T, x guichet.Index, what string, want []int64) {
 	t.Helper()
 	q := guichet.IndexQuery{Text: "école", Vector: []float32{1, 1}, CollectionIDs: []int64{1, 2}, Limit: 100}
 	got := hitIDs(lexical(t, x, q))
 	slices.Sort(got)
 	sameIDs(t, "Lexical after "+what, got, want)
+	if s.lexicalOnly {
+		return
+	}
 	got = hitIDs(semantic(t, x, q))
 	slices.Sort(got)
 	sameIDs(t, "Semantic after "+what, got, want)
 }
 
-func testDeleteDocument(t *testing.T, x guichet.Index) {
+func (s suite) testDeleteDocument(t *testing.T, x guichet.Index) {
 	ctx := t.Context()
 	// Search first, so that whatever an index caches is filled.
-	gone(t, x, "nothing", nil)
-	a := add(t, x, chunk(1, 10, "école a", 1, 0), chunk(1, 10, "école b", 0, 1))
-	b := add(t, x, chunk(1, 11, "école c", 1, 1), chunk(2, 20, "école d", 1, 2))
-	gone(t, x, "Add", append(ids(a), ids(b)...))
+	s.gone(t, x, "nothing", nil)
+	a := add(t, x, s.chunk(1, 10, "école a", 1, 0), s.chunk(1, 10, "école b", 0, 1))
+	b := add(t, x, s.chunk(1, 11, "école c", 1, 1), s.chunk(2, 20, "école d", 1, 2))
+	s.gone(t, x, "Add", append(ids(a), ids(b)...))
 	must(t, x.DeleteDocument(ctx, 10))
-	gone(t, x, "DeleteDocument", ids(b))
+	s.gone(t, x, "DeleteDocument", ids(b))
 	list, err := x.Chunks(ctx, 10, 0, 0)
 	must(t, err)
 	sameIDs(t, "Chunks after DeleteDocument", ids(list), nil)
@@ -408,14 +470,14 @@ func testDeleteDocument(t *testing.T, x guichet.Index) {
 	must(t, x.DeleteDocument(ctx, missingID))
 }
 
-func testDeleteCollection(t *testing.T, x guichet.Index) {
+func (s suite) testDeleteCollection(t *testing.T, x guichet.Index) {
 	ctx := t.Context()
-	gone(t, x, "nothing", nil)
-	a := add(t, x, chunk(1, 10, "école a", 1, 0), chunk(1, 11, "école b", 0, 1))
-	b := add(t, x, chunk(2, 20, "école c", 1, 1))
-	gone(t, x, "Add", append(ids(a), ids(b)...))
+	s.gone(t, x, "nothing", nil)
+	a := add(t, x, s.chunk(1, 10, "école a", 1, 0), s.chunk(1, 11, "école b", 0, 1))
+	b := add(t, x, s.chunk(2, 20, "école c", 1, 1))
+	s.gone(t, x, "Add", append(ids(a), ids(b)...))
 	must(t, x.DeleteCollection(ctx, 1))
-	gone(t, x, "DeleteCollection", ids(b))
+	s.gone(t, x, "DeleteCollection", ids(b))
 	for _, doc := range []int64{10, 11} {
 		list, err := x.Chunks(ctx, doc, 0, 0)
 		must(t, err)
@@ -424,13 +486,13 @@ func testDeleteCollection(t *testing.T, x guichet.Index) {
 	must(t, x.DeleteCollection(ctx, 1))
 	must(t, x.DeleteCollection(ctx, missingID))
 	// The collection can be filled again.
-	c := add(t, x, chunk(1, 12, "école e", 1, 0))
-	gone(t, x, "Add again", append(ids(b), ids(c)...))
+	c := add(t, x, s.chunk(1, 12, "école e", 1, 0))
+	s.gone(t, x, "Add again", append(ids(b), ids(c)...))
 }
 
-func testBadQueries(t *testing.T, x guichet.Index) {
+func (s suite) testBadQueries(t *testing.T, x guichet.Index) {
 	ctx := t.Context()
-	add(t, x, chunk(1, 10, "école", 1, 0))
+	add(t, x, s.chunk(1, 10, "école", 1, 0))
 	ok := guichet.IndexQuery{Text: "école", Vector: []float32{1, 0}, CollectionIDs: []int64{1}, Limit: 10}
 	for name, change := range map[string]func(q *guichet.IndexQuery){
 		"no collection":  func(q *guichet.IndexQuery) { q.CollectionIDs = nil },
@@ -697,7 +759,7 @@ func testSemanticSkipped(t *testing.T, x guichet.Index) {
 
 // filtered is a corpus with metadata, every chunk matching the lexical
 // query "congés" and the vector [1, 0], ranked in the order added by both.
-func filtered(t *testing.T, x guichet.Index) []guichet.Chunk {
+func (s suite) filtered(t *testing.T, x guichet.Index) []guichet.Chunk {
 	meta := []map[string]any{
 		{"source": "guide-rh.pdf", "page": 3, "lang": "fr", "draft": false},
 		{"source": "guide-rh.docx", "page": 4.0, "lang": "fr", "draft": true},
@@ -709,7 +771,7 @@ func filtered(t *testing.T, x guichet.Index) []guichet.Chunk {
 	for i, m := range meta {
 		// Fewer other words, and a vector closer to [1, 0], rank higher.
 		content := "congés congés " + strings.Join(filler[:i+1], " ")
-		c := chunk(1, 10, content, 1, float32(i)/10)
+		c := s.chunk(1, 10, content, 1, float32(i)/10)
 		c.Metadata = m
 		cs = append(cs, c)
 	}
@@ -718,8 +780,8 @@ func filtered(t *testing.T, x guichet.Index) []guichet.Chunk {
 
 var filler = []string{"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}
 
-func testFilters(t *testing.T, x guichet.Index) {
-	cs := filtered(t, x)
+func (s suite) testFilters(t *testing.T, x guichet.Index) {
+	cs := s.filtered(t, x)
 	eq := func(k string, v any) guichet.MetadataFilter {
 		return guichet.MetadataFilter{Key: k, Op: "eq", Value: v}
 	}
@@ -764,28 +826,34 @@ func testFilters(t *testing.T, x guichet.Index) {
 		f := tc.filter
 		q := guichet.IndexQuery{Text: "conges", Vector: []float32{1, 0}, CollectionIDs: []int64{1}, Filter: &f, Limit: 10}
 		sameIDs(t, "Lexical filter "+tc.name, hitIDs(lexical(t, x, q)), want)
-		sameIDs(t, "Semantic filter "+tc.name, hitIDs(semantic(t, x, q)), want)
+		if !s.lexicalOnly {
+			sameIDs(t, "Semantic filter "+tc.name, hitIDs(semantic(t, x, q)), want)
+		}
 	}
 	// Unfiltered, both searches rank the chunks in the order added.
 	q := guichet.IndexQuery{Text: "conges", Vector: []float32{1, 0}, CollectionIDs: []int64{1}, Limit: 10}
 	sameIDs(t, "Lexical unfiltered", hitIDs(lexical(t, x, q)), ids(cs))
-	sameIDs(t, "Semantic unfiltered", hitIDs(semantic(t, x, q)), ids(cs))
+	if !s.lexicalOnly {
+		sameIDs(t, "Semantic unfiltered", hitIDs(semantic(t, x, q)), ids(cs))
+	}
 }
 
 // testFilterBeforeLimit checks that the filter is applied before the
 // limit: the best chunks that pass are returned, even if many better ones
 // do not.
-func testFilterBeforeLimit(t *testing.T, x guichet.Index) {
+func (s suite) testFilterBeforeLimit(t *testing.T, x guichet.Index) {
 	var cs []guichet.Chunk
 	for i := range 60 {
-		c := chunk(1, 10, "rapport annuel "+fmt.Sprint("mot", i), 1, float32(i)/100)
+		c := s.chunk(1, 10, "rapport annuel "+fmt.Sprint("mot", i), 1, float32(i)/100)
 		c.Metadata = map[string]any{"keep": i >= 55}
 		cs = append(cs, c)
 	}
 	add(t, x, cs...)
 	f := guichet.MetadataFilter{Key: "keep", Op: "eq", Value: true}
 	q := guichet.IndexQuery{Text: "rapport", Vector: []float32{1, 0}, CollectionIDs: []int64{1}, Filter: &f, Limit: 2}
-	sameIDs(t, "Semantic filter then limit", hitIDs(semantic(t, x, q)), []int64{cs[55].ID, cs[56].ID})
+	if !s.lexicalOnly {
+		sameIDs(t, "Semantic filter then limit", hitIDs(semantic(t, x, q)), []int64{cs[55].ID, cs[56].ID})
+	}
 	hits := lexical(t, x, q)
 	if len(hits) != 2 {
 		t.Fatalf("Lexical filter then limit: %d hits, want 2", len(hits))
@@ -795,4 +863,23 @@ func testFilterBeforeLimit(t *testing.T, x guichet.Index) {
 			t.Errorf("Lexical filter then limit: chunk %d does not pass", h.Chunk.ID)
 		}
 	}
+}
+
+// testSemanticUnsupported checks, with LexicalOnly, that semantic search
+// fails rather than finding nothing, and that chunks with embeddings are
+// refused whole, not stored without them.
+func testSemanticUnsupported(t *testing.T, x guichet.Index) {
+	ctx := t.Context()
+	plain := add(t, x, chunk(1, 10, "école"))
+	q := guichet.IndexQuery{Text: "école", Vector: []float32{1, 0}, CollectionIDs: []int64{1}, Limit: 10}
+	if hits, err := x.Semantic(ctx, q); err == nil {
+		t.Errorf("Semantic: %v, no error", hitIDs(hits))
+	}
+	if err := x.Add(ctx, []guichet.Chunk{chunk(1, 11, "école une", 1, 0), chunk(1, 11, "école deux", 0, 1)}); err == nil {
+		t.Error("Add with embeddings: no error")
+	}
+	list, err := x.Chunks(ctx, 11, 0, 0)
+	must(t, err)
+	sameIDs(t, "Chunks after Add with embeddings", ids(list), nil)
+	sameIDs(t, "Lexical after Add with embeddings", hitIDs(lexical(t, x, q)), ids(plain))
 }
