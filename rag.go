@@ -141,8 +141,7 @@ type DocumentFilter struct {
 }
 
 // Library keeps collections and documents; their chunks live in an Index.
-// Pages order collections by id, name, created or updated, documents by
-// id, name or created.
+// Pages order collections and documents by id, name, created or updated.
 type Library interface {
 	// CreateCollection sets ID, Created and Updated.
 	CreateCollection(ctx context.Context, c *Collection) error

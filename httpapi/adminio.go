@@ -23,9 +23,17 @@ const maxAdminBody = 64 << 10
 // decodeBody reads a small JSON object into v; unknown fields are an
 // error, so a typo does not silently do nothing.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) *guichet.Error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	return decodeBodyLimit(w, r, v, maxAdminBody)
+}
+
+// decodeBodyLimit is decodeBody with another size limit.
+func decodeBodyLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *guichet.Error {
+	if r.ContentLength > limit {
+		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than the limit of %d bytes", limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than the limit of %d bytes", maxAdminBody)
+		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than the limit of %d bytes", limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

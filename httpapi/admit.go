@@ -34,7 +34,7 @@ type admission struct {
 // (one quota call; one Redis round trip in cluster mode), and the
 // X-RateLimit-* headers are set. The input tokens are counted only if a
 // token limit or a budget needs them.
-func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, m *routing.Model, maxTokens int64) *guichet.Error {
+func (s *Server) admit(ctx context.Context, h http.Header, x *exchange, m *routing.Model, maxTokens int64) *guichet.Error {
 	x.next("admit")
 	p := x.principal
 	if p == nil || p.Master {
@@ -100,7 +100,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter, x *exchange, 
 		e.RetryAfter = 5
 		return e
 	}
-	setRateHeaders(w.Header(), ad, d)
+	setRateHeaders(h, ad, d)
 	if !d.Allowed {
 		reason := "budget"
 		if d.Refused >= 0 {

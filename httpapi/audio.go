@@ -60,11 +60,11 @@ func (s *Server) handleTranscription() http.Handler {
 			return
 		}
 		// Audio has no input tokens to estimate: requests and budgets only.
-		if gerr := s.admit(r.Context(), w, x, model, 0); gerr != nil {
+		if gerr := s.admit(r.Context(), w.Header(), x, model, 0); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
-		if gerr := s.schedule(r, x, model, openai.Object{}); gerr != nil {
+		if gerr := s.schedule(r.Header, x, model, openai.Object{}); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

@@ -110,7 +110,7 @@ func benchAdmission(b *testing.B, limits, budget string) {
 		req := bodies[i%len(bodies)]
 		x := &exchange{id: "bench-" + strconv.Itoa(i), endpoint: guichet.EndpointChat, principal: p, estimate: -1,
 			countInput: func() int64 { return tokens.Chat(req.Messages, nil) }}
-		if gerr := s.admit(ctx, w, x, model, req.MaxTokens); gerr != nil {
+		if gerr := s.admit(ctx, w.Header(), x, model, req.MaxTokens); gerr != nil {
 			b.Fatal(gerr)
 		}
 		x.usage.PromptTokens, x.usage.CompletionTokens = 20, 16

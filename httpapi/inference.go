@@ -63,12 +63,18 @@ func (s *Server) inference(endpoint guichet.Endpoint, decode decoder, count func
 			s.fail(w, x, gerr)
 			return
 		}
+		if endpoint == guichet.EndpointChat && wantsSearch(req.Object) {
+			if req, x.searchResults, gerr = s.retrieve(r.Context(), x, model, req); gerr != nil {
+				s.fail(w, x, gerr)
+				return
+			}
+		}
 		x.countInput = func() int64 { return count(req) }
-		if gerr := s.admit(r.Context(), w, x, model, req.MaxTokens); gerr != nil {
+		if gerr := s.admit(r.Context(), w.Header(), x, model, req.MaxTokens); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
-		if gerr := s.schedule(r, x, model, req.Object); gerr != nil {
+		if gerr := s.schedule(r.Header, x, model, req.Object); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
@@ -172,6 +178,11 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 		x.usage = u
 		payload = withCountedUsage(payload, u, usageExtras(x, ans.Model))
 	}
+	if x.searchResults != nil {
+		if o, err := openai.ParseObject(payload); err == nil {
+			payload = o.AppendWith(nil, searchResultsMember(x.searchResults))
+		}
+	}
 	ct := ans.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/json"
@@ -258,6 +269,10 @@ type exchange struct {
 	requested     string        // the model the client asked for (x.model becomes the one that answered)
 	countInput    func() int64  // counts the request's input tokens offline (nil: cannot)
 	generation    time.Duration // latency the carbon estimate used (0: not estimated yet)
+
+	// searchResults are the passages a chat's search put in the prompt,
+	// returned to the client; nil: the chat asked for no search.
+	searchResults []SearchHit
 
 	class  scheduler.Class
 	ticket *scheduler.Ticket // the scheduler's slot, freed when the handler returns

@@ -114,6 +114,23 @@ var operations = []operation{
 	{method: "GET", path: "/v1/admin/scheduler", summary: "Each model's fair queue: capacity, running and queued requests by class, tenants with their weight, virtual tokens and tokens served, refusals.", tag: "admin", response: SchedulerView{}, permission: "admin"},
 	{method: "GET", path: "/v1/admin/usage", summary: "Every user's usage ledger, with totals; format=csv exports it.", tag: "admin", response: AdminUsageList{}, responseTypes: []string{"application/json", "text/csv"}, query: []string{"offset", "limit", "order_by", "order_direction", "user", "organization", "endpoint", "start_time", "end_time", "format"}, permission: "admin"},
 	{method: "DELETE", path: "/v1/me/keys/{id}", summary: "Revoke one of your API keys (every replica within a second).", tag: "me", status: 204},
+
+	{method: "POST", path: "/v1/collections", summary: "Create a collection of documents, private (yours) or public (readable by all; needs create_public_collection).", tag: "rag", request: CollectionRequest{}, response: Collection{}, status: 201},
+	{method: "GET", path: "/v1/collections", summary: "The collections you may read: yours and the public ones.", tag: "rag", response: List[Collection]{}, query: append([]string{"name", "visibility"}, pageQuery...)},
+	{method: "GET", path: "/v1/collections/{id}", summary: "One collection you may read.", tag: "rag", response: Collection{}},
+	{method: "PATCH", path: "/v1/collections/{id}", summary: "Change one of your collections; absent fields are left alone.", tag: "rag", request: CollectionRequest{}, response: Collection{}},
+	{method: "DELETE", path: "/v1/collections/{id}", summary: "Delete one of your collections, its documents and all their chunks.", tag: "rag", status: 204},
+	{method: "POST", path: "/v1/documents", summary: "Upload a file into one of your collections: parsed, chunked, embedded and indexed. 201 when done (wait=true, the default), 202 at once with wait=false (then follow status), 200 with duplicate true when the same file is already there.", tag: "rag", request: UploadForm{}, requestType: "multipart/form-data", response: Document{}, status: 201, query: []string{"wait"}},
+	{method: "GET", path: "/v1/documents", summary: "Documents of the collections you may read.", tag: "rag", response: List[Document]{}, query: append([]string{"collection_id", "name", "status"}, pageQuery...)},
+	{method: "GET", path: "/v1/documents/{id}", summary: "One document: its ingestion status, parser, pages and chunk count.", tag: "rag", response: Document{}},
+	{method: "DELETE", path: "/v1/documents/{id}", summary: "Delete one of your documents and all its chunks.", tag: "rag", status: 204},
+	{method: "POST", path: "/v1/documents/{id}/chunks", summary: "Add chunks you made (1 to 64) to one of your documents; they are embedded and indexed.", tag: "rag", request: ChunksRequest{}, response: List[Chunk]{}, status: 201},
+	{method: "GET", path: "/v1/documents/{id}/chunks", summary: "A document's chunks, in order.", tag: "rag", response: List[Chunk]{}, query: []string{"offset", "limit"}},
+	{method: "GET", path: "/v1/documents/{id}/chunks/{chunk_id}", summary: "One chunk.", tag: "rag", response: Chunk{}},
+	{method: "DELETE", path: "/v1/documents/{id}/chunks/{chunk_id}", summary: "Delete one chunk of one of your documents.", tag: "rag", status: 204},
+	{method: "GET", path: "/v1/chunks/{document}", summary: "Deprecated: GET /v1/documents/{id}/chunks.", tag: "rag", response: List[Chunk]{}, query: []string{"offset", "limit"}},
+	{method: "GET", path: "/v1/chunks/{document}/{chunk_id}", summary: "Deprecated: GET /v1/documents/{id}/chunks/{chunk_id}.", tag: "rag", response: Chunk{}},
+	{method: "POST", path: "/v1/search", summary: "Search the collections you may read: semantic (embeddings), lexical (full text) or hybrid (reciprocal rank fusion), with metadata filters.", tag: "rag", request: SearchRequest{}, response: SearchResponse{}},
 }
 
 var pageQuery = []string{"offset", "limit", "order_by", "order_direction"}
@@ -191,13 +208,17 @@ func openAPIDocument() ([]byte, error) {
 		if op.path == "/v1/models/{model}" {
 			o.Parameters = []*huma.Param{{Name: "model", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}}
 		}
-		if strings.HasSuffix(op.path, "/{id}") {
-			o.Parameters = []*huma.Param{{Name: "id", In: "path", Required: true, Schema: &huma.Schema{Type: "integer"}}}
+		for _, name := range pathParams(op.path) {
+			if name != "model" {
+				o.Parameters = append(o.Parameters, &huma.Param{Name: name, In: "path", Required: true, Schema: &huma.Schema{Type: "integer"}})
+			}
+		}
+		if strings.HasSuffix(op.path, "}") && op.path != "/v1/models/{model}" {
 			o.Responses["404"] = &huma.Response{Description: "Not found (also for objects you may not see).", Content: map[string]*huma.MediaType{"application/json": {Schema: errSchema}}}
 		}
 		for _, q := range op.query {
 			typ := "string"
-			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" || q == "start_time" || q == "end_time" || q == "page" || q == "date_from" || q == "date_to" {
+			if q == "offset" || q == "limit" || q == "role" || q == "organization" || q == "user" || q == "start_time" || q == "end_time" || q == "page" || q == "date_from" || q == "date_to" || q == "collection_id" {
 				typ = "integer"
 			}
 			o.Parameters = append(o.Parameters, &huma.Param{Name: q, In: "query", Schema: &huma.Schema{Type: typ}})
@@ -275,6 +296,17 @@ func operationID(op operation) string {
 		}
 	}
 	return id
+}
+
+// pathParams are the {names} in a path.
+func pathParams(path string) []string {
+	var out []string
+	for _, seg := range strings.Split(path, "/") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			out = append(out, strings.Trim(seg, "{}"))
+		}
+	}
+	return out
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

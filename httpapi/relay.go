@@ -51,6 +51,9 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, x *exchange
 				x.usage = st.counted(x)
 				w.Write(st.usageChunk(x.usage, usageExtras(x, ans.Model)))
 			}
+			if x.searchResults != nil {
+				w.Write(st.searchChunk(x.searchResults))
+			}
 			w.Write(raw)
 			rc.Flush()
 			s.settle(x, http.StatusOK)
@@ -187,6 +190,21 @@ func (st *streamState) usageChunk(u openai.TokenUsage, extras []openai.Member) [
 		"choices": []any{}, "usage": u,
 	})
 	b, _ = openai.AddToUsage(b, append(extras, openai.Member{Key: "counted_by_guichet", Raw: []byte("true")})...)
+	return append(append([]byte("data: "), b...), '\n', '\n')
+}
+
+// searchChunk is the stream's last chunk before [DONE] when the chat
+// searched: no choices, the passages used as search_results.
+func (st *streamState) searchChunk(hits []SearchHit) []byte {
+	var head struct {
+		ID      string `json:"id"`
+		Model   string `json:"model"`
+		Created int64  `json:"created"`
+	}
+	json.Unmarshal(st.first, &head)
+	b, _ := json.Marshal(map[string]any{"id": head.ID, "object": "chat.completion.chunk", "created": head.Created, "model": head.Model, "choices": []any{}})
+	o, _ := openai.ParseObject(b)
+	b = o.AppendWith(nil, searchResultsMember(hits))
 	return append(append([]byte("data: "), b...), '\n', '\n')
 }
 

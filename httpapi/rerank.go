@@ -77,11 +77,11 @@ func (s *Server) handleRerank() http.Handler {
 			return n
 		}
 		x.countInput = estimate
-		if gerr := s.admit(r.Context(), w, x, model, 0); gerr != nil {
+		if gerr := s.admit(r.Context(), w.Header(), x, model, 0); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}
-		if gerr := s.schedule(r, x, model, openai.Object{}); gerr != nil {
+		if gerr := s.schedule(r.Header, x, model, openai.Object{}); gerr != nil {
 			s.fail(w, x, gerr)
 			return
 		}

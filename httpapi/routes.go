@@ -27,6 +27,32 @@ func (s *Server) routes() http.Handler {
 	private("POST /v1/rerank", s.handleRerank())
 	private("POST /v1/audio/transcriptions", s.handleTranscription())
 
+	ragRoute := func(pattern string, h http.HandlerFunc) {
+		private(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if s.rag == nil {
+				writeError(w, errorf(http.StatusNotFound, "rag_disabled", "collections, documents and search are not enabled on this server"))
+				return
+			}
+			h(w, r)
+		}))
+	}
+	ragRoute("POST /v1/collections", s.createCollection)
+	ragRoute("GET /v1/collections", s.listCollections)
+	ragRoute("GET /v1/collections/{id}", s.getCollection)
+	ragRoute("PATCH /v1/collections/{id}", s.patchCollection)
+	ragRoute("DELETE /v1/collections/{id}", s.deleteCollection)
+	ragRoute("POST /v1/documents", s.uploadDocument)
+	ragRoute("GET /v1/documents", s.listDocuments)
+	ragRoute("GET /v1/documents/{id}", s.getDocument)
+	ragRoute("DELETE /v1/documents/{id}", s.deleteDocument)
+	ragRoute("POST /v1/documents/{id}/chunks", s.addChunks)
+	ragRoute("GET /v1/documents/{id}/chunks", s.listChunks("id"))
+	ragRoute("GET /v1/documents/{id}/chunks/{chunk_id}", s.getChunk("id"))
+	ragRoute("DELETE /v1/documents/{id}/chunks/{chunk_id}", s.deleteChunk)
+	ragRoute("GET /v1/chunks/{document}", s.listChunks("document"))
+	ragRoute("GET /v1/chunks/{document}/{chunk_id}", s.getChunk("document"))
+	ragRoute("POST /v1/search", s.search)
+
 	private("GET /v1/me/info", http.HandlerFunc(s.meInfo))
 	private("PATCH /v1/me/info", http.HandlerFunc(s.patchMe))
 	private("POST /v1/me/keys", http.HandlerFunc(s.createMyKey))

@@ -49,8 +49,8 @@ func newPools(cfg config.Scheduler, models *routing.Registry, replicas func() in
 // can, the request waits for its fair turn. It holds a slot (x.ticket)
 // until its handler returns (unschedule), once the upstream answer is
 // closed.
-func (s *Server) schedule(r *http.Request, x *exchange, m *routing.Model, body openai.Object) *guichet.Error {
-	x.class = s.classOf(r, x.principal, body)
+func (s *Server) schedule(h http.Header, x *exchange, m *routing.Model, body openai.Object) *guichet.Error {
+	x.class = s.classOf(h, x.principal, body)
 	pool := s.pools[m.Name]
 	if pool == nil {
 		return nil
@@ -98,8 +98,8 @@ func (s *Server) timeoutOf(c scheduler.Class) string {
 
 // classOf is the request's class of service: the X-Guichet-Class header,
 // else OpenAI's service_tier "flex", else the role's default.
-func (s *Server) classOf(r *http.Request, p *guichet.Principal, body openai.Object) scheduler.Class {
-	switch strings.ToLower(r.Header.Get("X-Guichet-Class")) {
+func (s *Server) classOf(h http.Header, p *guichet.Principal, body openai.Object) scheduler.Class {
+	switch strings.ToLower(h.Get("X-Guichet-Class")) {
 	case "batch":
 		return scheduler.Batch
 	case "interactive":

@@ -21,6 +21,7 @@ import (
 	"github.com/guichet/guichet/ledger"
 	"github.com/guichet/guichet/metrics"
 	"github.com/guichet/guichet/quota"
+	"github.com/guichet/guichet/rag"
 	"github.com/guichet/guichet/routing"
 	"github.com/guichet/guichet/scheduler"
 	"github.com/guichet/guichet/upstream"
@@ -44,6 +45,7 @@ type Server struct {
 	usage    guichet.Ledger
 	tracing  bool
 	pools    map[string]*scheduler.Pool // per model; nil: scheduler off
+	rag      *rag.Service
 }
 
 // Options are the Server's dependencies.
@@ -68,6 +70,10 @@ type Options struct {
 	// Tracing records a span per request and per step with the global
 	// OpenTelemetry tracer (see package tracing).
 	Tracing bool
+	// Library and Index keep the RAG service's collections, documents and
+	// chunks; nil: the RAG endpoints answer 404.
+	Library guichet.Library
+	Index   guichet.Index
 }
 
 // QuotaHealth is what /ready and /metrics say of the quota backend.
@@ -101,6 +107,20 @@ func NewServer(o Options) *Server {
 		s.quota = quota.NewMemory(nil)
 	}
 	s.pools = newPools(s.cfg.Scheduler, s.models, o.Replicas)
+	if o.Library != nil && o.Index != nil {
+		var embed rag.Embedder
+		if s.cfg.RAG.EmbeddingModel != "" {
+			embed = embedder{s}
+		}
+		s.rag = rag.New(o.Library, o.Index, embed, rag.Options{}, s.log)
+		if s.cfg.Storage.Postgres == "" {
+			// Embedded: whatever is unfinished was ours. (In cluster mode
+			// another replica may be ingesting it.)
+			if err := s.rag.Resume(ctx); err != nil {
+				s.log.Error("RAG: cannot mark interrupted ingestions failed", "err", err)
+			}
+		}
+	}
 	src := metrics.Sources{
 		InFlight: func() float64 { return float64(s.inflight.Load()) },
 		LimitsUp: func() float64 {
@@ -138,6 +158,9 @@ func NewServer(o Options) *Server {
 // the HTTP server has shut down.
 func (s *Server) Close() {
 	s.stop()
+	if s.rag != nil {
+		s.rag.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s.spend.flush(ctx)

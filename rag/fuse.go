@@ -1,6 +1,3 @@
-// Package rag is guichet's RAG service: ingestion (parse, chunk, embed,
-// index) and search over an Index. Hybrid search merges the lexical and
-// semantic results here, the same way for every Index.
 package rag
 
 import (

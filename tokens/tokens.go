@@ -79,6 +79,11 @@ func Text(s string) int64 {
 	return n
 }
 
+// Uncached estimates the tokens of s without the cache: for one-off
+// texts in bulk (documents being chunked and embedded), which would
+// otherwise evict the prompts that do come back.
+func Uncached(s string) int64 { return count(s) }
+
 func count(s string) int64 {
 	if len(s) == 0 {
 		return 0

@@ -89,7 +89,8 @@ func serve(args []string, hooks *serveHooks) int {
 	if days := cfg.Ledger.RetentionDays; days > 0 {
 		go retain(ctx, st.usage, days, log)
 	}
-	opts := httpapi.Options{Config: cfg, Models: models, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q, Ledger: usage, Usage: st.usage}
+	opts := httpapi.Options{Config: cfg, Models: models, Logger: log, Identity: st.directory(ctx, cfg, key, log), Quota: q, Ledger: usage, Usage: st.usage,
+		Library: st.library, Index: st.index}
 	if qh != nil { // a nil *Fallback is not a nil interface
 		opts.QuotaHealth = qh
 	}

@@ -19,10 +19,12 @@ import (
 // state is where guichet keeps what outlives a request: the identity
 // store (SQLite in the data dir, or PostgreSQL) and, in cluster mode, Redis.
 type state struct {
-	store guichet.IdentityStore
-	usage guichet.Ledger // the same database
-	redis *redis.Client  // nil in embedded mode
-	mode  string         // for the logs: embedded or cluster
+	store   guichet.IdentityStore
+	usage   guichet.Ledger  // the same database
+	library guichet.Library // the same database: RAG collections and documents
+	index   guichet.Index   // the same database: RAG chunks
+	redis   *redis.Client   // nil in embedded mode
+	mode    string          // for the logs: embedded or cluster
 }
 
 // openState opens the configured stores; migrations run on open. Redis,
@@ -37,14 +39,25 @@ func openState(ctx context.Context, cfg *config.Config, withRedis bool, log *slo
 		if err != nil {
 			return nil, fmt.Errorf("storage.postgres: %w", err)
 		}
-		st.store, st.usage = db, db
+		if cfg.RAG.EmbeddingModel != "" {
+			// Semantic search needs pgvector: say so now, with the fix,
+			// rather than at the first upload.
+			if ok, err := db.HasVector(ctx); !ok {
+				db.Close()
+				if err == nil {
+					err = postgres.ErrNoVector
+				}
+				return nil, fmt.Errorf("storage.postgres with rag.embedding_model %q: %w", cfg.RAG.EmbeddingModel, err)
+			}
+		}
+		st.store, st.usage, st.library, st.index = db, db, db, db.Index()
 	} else {
 		path := filepath.Join(cfg.Server.DataDir, "guichet.db")
 		db, err := sqlite.Open(ctx, path)
 		if err != nil {
 			return nil, fmt.Errorf("database %s: %w", path, err)
 		}
-		st.store, st.usage = db, db
+		st.store, st.usage, st.library, st.index = db, db, db, db.Index()
 	}
 	if url := cfg.Storage.Redis; url != "" && withRedis {
 		if st.redis, err = redis.New(url); err != nil {
