@@ -2,7 +2,9 @@ package sqlite_test
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/ragtest"
+	"github.com/guichet/guichet/sqlite"
 )
 
 func TestIndex(t *testing.T) {
@@ -148,4 +151,159 @@ func BenchmarkLexical(b *testing.B) {
 		}
 	}
 	report(b, start)
+}
+
+// TestIndexGraph runs the conformance suite with every collection
+// searched through an HNSW graph.
+func TestIndexGraph(t *testing.T) {
+	ragtest.Index(t, func(t *testing.T) guichet.Index {
+		db := open(t, filepath.Join(t.TempDir(), "guichet.db"))
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return db.IndexWith(sqlite.IndexOptions{GraphThreshold: 1, SyncGraphs: true})
+	})
+}
+
+// clusteredChunks returns n chunks of collection 1 with embeddings
+// around a few centres.
+func clusteredChunks(r *rand.Rand, n, dims int) []guichet.Chunk {
+	centres := make([][]float64, 20)
+	for i := range centres {
+		centres[i] = make([]float64, dims)
+		for j := range centres[i] {
+			centres[i][j] = r.NormFloat64()
+		}
+	}
+	out := make([]guichet.Chunk, n)
+	for i := range out {
+		c := centres[r.IntN(len(centres))]
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = float32(c[j] + 0.3*r.NormFloat64())
+		}
+		out[i] = guichet.Chunk{CollectionID: 1, DocumentID: int64(i/10 + 1), Content: "x", Embedding: v,
+			Metadata: map[string]any{"even": i%2 == 0}}
+	}
+	return out
+}
+
+// TestIndexGraphPersisted checks that graphs are saved next to the
+// database, brought up to date on load, and that a corrupt file is
+// rebuilt: the results always match an exact scan.
+func TestIndexGraphPersisted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "guichet.db")
+	db := open(t, path)
+	defer db.Close()
+	ctx := t.Context()
+	r := rand.New(rand.NewPCG(1, 2))
+	chunks := clusteredChunks(r, 600, 16)
+	opts := sqlite.IndexOptions{GraphThreshold: 100, SyncGraphs: true}
+	exact := db.IndexWith(sqlite.IndexOptions{GraphThreshold: -1})
+	x := db.IndexWith(opts)
+	if err := x.Add(ctx, chunks); err != nil {
+		t.Fatal(err)
+	}
+	queries := clusteredChunks(r, 20, 16)
+	check := func(what string, x guichet.Index) {
+		t.Helper()
+		even := guichet.MetadataFilter{Key: "even", Op: "eq", Value: true}
+		var found, total int
+		for i, qc := range queries {
+			q := guichet.IndexQuery{Vector: qc.Embedding, CollectionIDs: []int64{1}, Limit: 10}
+			if i%2 == 1 {
+				q.Filter = &even
+			}
+			want, err := exact.Semantic(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := x.Semantic(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d hits, want %d", what, len(got), len(want))
+			}
+			scores := map[int64]float64{}
+			for _, h := range want {
+				scores[h.Chunk.ID] = h.Score
+			}
+			for _, h := range got {
+				if s, ok := scores[h.Chunk.ID]; ok {
+					found++
+					if s != h.Score {
+						t.Errorf("%s: chunk %d score %v, exact %v", what, h.Chunk.ID, h.Score, s)
+					}
+				}
+			}
+			total += len(want)
+		}
+		if rec := float64(found) / float64(total); rec < 0.9 {
+			t.Errorf("%s: recall@10 %.3f", what, rec)
+		}
+	}
+	check("built", x)
+	if err := x.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	file := path + ".hnsw/1-16.bin"
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("graph not saved: %v", err)
+	}
+	// Writes while no index holds the graph: the saved one is stale.
+	if err := exact.DeleteDocument(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := exact.Add(ctx, clusteredChunks(r, 50, 16)); err != nil {
+		t.Fatal(err)
+	}
+	x = db.IndexWith(opts)
+	check("loaded and updated", x)
+	x.(io.Closer).Close()
+	// A corrupt file is rebuilt.
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x = db.IndexWith(opts)
+	check("corrupt file", x)
+	x.(io.Closer).Close()
+	// Deleting the collection removes its graphs.
+	if err := x.DeleteCollection(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("graph file after DeleteCollection: %v", err)
+	}
+}
+
+// TestIndexGraphBackground checks that, without SyncGraphs, searches scan
+// until the graph is built in the background, then use it.
+func TestIndexGraphBackground(t *testing.T) {
+	db := open(t, ":memory:")
+	defer db.Close()
+	ctx := t.Context()
+	r := rand.New(rand.NewPCG(3, 4))
+	x := db.IndexWith(sqlite.IndexOptions{GraphThreshold: 100})
+	if err := x.Add(ctx, clusteredChunks(r, 300, 8)); err != nil {
+		t.Fatal(err)
+	}
+	q := guichet.IndexQuery{Vector: clusteredChunks(r, 1, 8)[0].Embedding, CollectionIDs: []int64{1}, Limit: 5}
+	for range 50 {
+		hits, err := x.Semantic(ctx, q)
+		if err != nil || len(hits) != 5 {
+			t.Fatalf("Semantic: %d hits, %v", len(hits), err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := x.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
 }
