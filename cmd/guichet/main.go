@@ -4,6 +4,8 @@
 //	guichet serve [--config FILE] [--listen ADDR] [--data DIR] [--dev]
 //	guichet demo                   the API in front of the bundled simulator
 //	guichet admin COMMAND          roles, users and keys, against the store
+//	guichet ingest PATH... --collection NAME
+//	                               upload files and folders into a RAG collection
 //	guichet config check FILE      validate a configuration, list every problem
 //	guichet version
 package main
@@ -31,6 +33,8 @@ func run(args []string) int {
 		return admin(args[1:], os.Stdout)
 	case "demo":
 		return demo(args[1:])
+	case "ingest":
+		return ingest(args[1:])
 	case "config":
 		if len(args) == 3 && args[1] == "check" {
 			return checkConfig(args[2])
@@ -60,6 +64,9 @@ Commands:
   admin [--config FILE] [--data DIR] COMMAND
         manage roles, users and API keys in the store (guichet admin init
         creates the first admin and its key); see guichet admin --help
+  ingest PATH... --collection NAME [--url URL] [--concurrency N] [--dry-run]
+        upload files and folders into a RAG collection of a running guichet,
+        with your API key (env GUICHET_API_KEY); see guichet ingest --help
   config check FILE
         validate a configuration file and print every problem with its YAML path
   version
@@ -68,5 +75,7 @@ Environment:
   GUICHET_MASTER_KEY  the admin API key (32+ characters; required unless --dev)
   GUICHET_LISTEN      listen address (overridden by --listen)
   GUICHET_DATA        data directory (overridden by --data)
+  GUICHET_URL         guichet's address, for ingest (default http://127.0.0.1:8080)
+  GUICHET_API_KEY     your API key, for ingest
 `)
 }
