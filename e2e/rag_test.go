@@ -8,10 +8,13 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/guichet/guichet/postgres/pgtest"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
@@ -151,10 +154,18 @@ func ragUsers(t *testing.T, g *process) (alice, bob string) {
 func TestRAGEmbedded(t *testing.T) {
 	sim := startSim(t, "--model", "m,emb", "--content", "echo", "--output-tokens", "4000", "--max-model-len", "32768")
 	g := startGuichet(t, ragConfig(sim, ""))
-	ragStory(t, g)
+	ragStory(t, g, true)
 }
 
-func ragStory(t *testing.T, g *process) {
+// ragStory is the story; semantic says whether an embedding
+// model is configured (otherwise semantic and hybrid search are refused
+// with a message that says so).
+func ragStory(t *testing.T, g *process, semantic bool) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("guichet's log:\n%s", g.Logs())
+		}
+	})
 	alice, bob := ragUsers(t, g)
 	pdf, err := os.ReadFile("../rag/parse/testdata/pdf.pdf")
 	if err != nil {
@@ -181,6 +192,13 @@ func ragStory(t *testing.T, g *process) {
 	// "mission Communication"; every hit carries its document and page.
 	for _, method := range []string{"lexical", "semantic", "hybrid"} {
 		var res apiSearch
+		if !semantic && method != "lexical" {
+			var e apiError
+			if st := api(t, g, alice, "POST", "/v1/search", map[string]any{"query": "Beaudron", "collection_ids": []int64{col.ID}, "method": method}, &e); st != 400 || !strings.Contains(e.Detail, "embedding_model") {
+				t.Errorf("%s search without an embedding model: %d %s", method, st, e.Detail)
+			}
+			continue
+		}
 		st := api(t, g, alice, "POST", "/v1/search", map[string]any{"query": "Floriane Beaudron mission Communication", "collection_ids": []int64{col.ID}, "method": method, "limit": 3}, &res)
 		if st != 200 || len(res.Data) == 0 {
 			t.Fatalf("%s search: %d %+v", method, st, res)
@@ -304,5 +322,37 @@ func ragStory(t *testing.T, g *process) {
 	}
 	if st := api(t, g, alice, "GET", fmt.Sprintf("/v1/documents/%d/chunks", doc.ID), nil, &e); st != 404 {
 		t.Errorf("chunks of a deleted document: %d", st)
+	}
+}
+
+// TestRAGCluster walks the same story in cluster mode on PostgreSQL 15:
+// collections, documents and chunks in PostgreSQL, French full-text
+// search. Debian's PostgreSQL has no pgvector, so no embedding model is
+// configured and search is lexical (semantic search on pgvector is
+// covered by the index suite on PGlite, in package postgres).
+func TestRAGCluster(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	sim := startSim(t, "--model", "m,emb", "--content", "echo", "--output-tokens", "4000", "--max-model-len", "32768")
+	cfg := strings.Replace(ragConfig(sim, fmt.Sprintf("storage:\n  postgres: %q\n", dsn)), "rag:\n  embedding_model: emb\n", "", 1)
+	g := startGuichet(t, cfg)
+	ragStory(t, g, false)
+}
+
+// TestRAGClusterWithoutPgvector: a PostgreSQL without pgvector and an
+// embedding model configured: guichet refuses to start and says how to
+// fix it.
+func TestRAGClusterWithoutPgvector(t *testing.T) {
+	dsn := pgtest.DSN(t) // PostgreSQL 15 from Debian: no pgvector
+	sim := startSim(t, "--model", "m,emb")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(path, []byte(ragConfig(sim, fmt.Sprintf("storage:\n  postgres: %q\n", dsn))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx(t), filepath.Join(bin, "guichet"), "serve", "--config", path, "--listen", "127.0.0.1:0", "--data", dir)
+	cmd.Env = append(os.Environ(), "GUICHET_MASTER_KEY="+masterKey)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pgvector") || !strings.Contains(string(out), "CREATE EXTENSION vector") {
+		t.Fatalf("guichet on PostgreSQL without pgvector: err %v\n%s", err, out)
 	}
 }

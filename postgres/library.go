@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -168,11 +169,17 @@ func nullHash(h [32]byte) any {
 }
 
 // nullMetadata stores no metadata as NULL rather than a JSON null or {}.
-func nullMetadata(m map[string]any) any {
+// It is JSON text cast to jsonb in the SQL, which works with the simple
+// protocol too (PGlite, PgBouncer), where pgx cannot tell a map's type.
+func nullMetadata(m map[string]any) (any, error) {
 	if len(m) == 0 {
-		return nil
+		return nil, nil
 	}
-	return m
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	return string(b), nil
 }
 
 // CreateDocument fails with ErrNotFound when the collection is missing
@@ -180,12 +187,16 @@ func nullMetadata(m map[string]any) any {
 // hash.
 func (db *DB) CreateDocument(ctx context.Context, d *guichet.Document) error {
 	t := now()
+	meta, err := nullMetadata(d.Metadata)
+	if err != nil {
+		return err
+	}
 	var id int64
-	err := db.pool.QueryRow(ctx, `INSERT INTO documents
+	err = db.pool.QueryRow(ctx, `INSERT INTO documents
 		(collection_id, name, name_lower, status, error, hash, parser, pages, chunks, metadata, created, updated)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $11) RETURNING id`,
 		d.CollectionID, d.Name, strings.ToLower(d.Name), string(d.Status), d.Error, nullHash(d.Hash), d.Parser, d.Pages,
-		d.Chunks, nullMetadata(d.Metadata), t).Scan(&id)
+		d.Chunks, meta, t).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("create document %q: %w", d.Name, storeErr(err, guichet.ErrNotFound))
 	}
@@ -236,9 +247,13 @@ func (db *DB) Documents(ctx context.Context, f guichet.DocumentFilter, p guichet
 // and Created stay.
 func (db *DB) UpdateDocument(ctx context.Context, d *guichet.Document) error {
 	t := now()
+	meta, err := nullMetadata(d.Metadata)
+	if err != nil {
+		return err
+	}
 	tag, err := db.pool.Exec(ctx, `UPDATE documents SET name = $1, name_lower = $2, status = $3, error = $4, parser = $5,
-		pages = $6, chunks = $7, metadata = $8, updated = $9 WHERE id = $10`,
-		d.Name, strings.ToLower(d.Name), string(d.Status), d.Error, d.Parser, d.Pages, d.Chunks, nullMetadata(d.Metadata), t, d.ID)
+		pages = $6, chunks = $7, metadata = $8::jsonb, updated = $9 WHERE id = $10`,
+		d.Name, strings.ToLower(d.Name), string(d.Status), d.Error, d.Parser, d.Pages, d.Chunks, meta, t, d.ID)
 	if err == nil {
 		err = affected(tag, "document", d.ID)
 	}
