@@ -146,8 +146,9 @@ func (s *Service) Upload(ctx context.Context, c *guichet.Principal, u Upload) (d
 		return d, true, nil
 	}
 	if !u.Wait {
+		queued := *d // the worker's own copy: the caller reads d meanwhile
 		select {
-		case s.jobs <- job{caller: c, doc: d, upload: u}:
+		case s.jobs <- job{caller: c, doc: &queued, upload: u}:
 			return d, true, nil
 		default:
 			s.lib.DeleteDocument(context.WithoutCancel(ctx), d.ID)
