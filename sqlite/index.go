@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -16,10 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode"
 
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/rag/hnsw"
+	"github.com/guichet/guichet/rag/lexical"
 	"github.com/viterin/vek/vek32"
 )
 
@@ -35,6 +36,23 @@ import (
 //     character of the text is FTS5 syntax. Hits are ranked by bm25();
 //     Score is -bm25, positive, bigger is better, comparable only within
 //     one query.
+//   - FTS5 scores every chunk holding one of the words: hundreds of
+//     milliseconds at 100,000 chunks of frequent words. A collection of
+//     at least IndexOptions.LexicalThreshold chunks is therefore searched
+//     in memory (package rag/lexical): an inverted index with the same
+//     tokenizer and the same BM25 arithmetic, pruned by MaxScore, so the
+//     hits and scores are FTS5's, to the bit, for a database holding that
+//     collection only. BM25's statistics (chunk count, average length,
+//     chunks per word) are the collection's, where FTS5's are the whole
+//     table's: with several collections scores differ a little from
+//     FTS5's, and hits of several collections are merged by score, which
+//     is comparable within a query only. A word that FTS5 would split
+//     into a phrase (a combining mark it does not fold) sends the
+//     collection back to FTS5. Like the vector cache, the index of a
+//     collection is rebuilt, in the background (unless SyncGraphs),
+//     when its chunk_versions counter moved; until then FTS5 answers.
+//     It holds about 5 bytes per distinct word of each chunk, plus the
+//     chunks' ids, document ids and decoded metadata.
 //   - Semantic search compares the query with the embeddings of the
 //     requested collections. Score is the cosine similarity, in [-1, 1]
 //     (0 when either vector is zero); chunks whose embedding has another
@@ -68,7 +86,8 @@ import (
 //     (it is an io.Closer) to wait for background work and save graphs.
 //   - Metadata filters are evaluated in Go on the decoded metadata, after
 //     the SQL restriction to collections and documents and before the
-//     limit: lexical hits are read in rank order until Limit of them pass.
+//     limit: lexical hits are read in rank order until Limit of them pass
+//     (in memory, the pruned search goes on until Limit chunks pass).
 func (db *DB) Index() guichet.Index {
 	return db.IndexWith(IndexOptions{})
 }
@@ -83,9 +102,10 @@ type IndexOptions struct {
 	// holds before it is searched through an HNSW graph rather than
 	// scanned; 0 means DefaultGraphThreshold, < 0 never.
 	GraphThreshold int
-	// SyncGraphs builds or updates a stale graph within the search that
-	// needs it, rather than in the background while searches scan. For
-	// tests and benchmarks.
+	// SyncGraphs builds or updates a stale graph, or in-memory lexical
+	// index, within the search that needs it, rather than in the
+	// background while searches scan (or use FTS5). For tests and
+	// benchmarks.
 	SyncGraphs bool
 	// GraphWorkers is the number of goroutines building a graph; 0 means
 	// GOMAXPROCS.
@@ -93,7 +113,18 @@ type IndexOptions struct {
 	// Graph tunes the graphs (M, ef...); zero fields take the defaults
 	// of package hnsw.
 	Graph hnsw.Options
+	// LexicalThreshold is how many chunks a collection holds before it
+	// is searched by words through an in-memory index (package
+	// rag/lexical) rather than FTS5; 0 means DefaultLexicalThreshold,
+	// < 0 never. SyncGraphs applies to these indexes too.
+	LexicalThreshold int
 }
+
+// DefaultLexicalThreshold is IndexOptions.LexicalThreshold's default:
+// FTS5 scores every chunk holding a word of the query, tens of
+// milliseconds from about this size on (all words frequent), while the
+// in-memory index costs about 10 bytes per token of the collection.
+const DefaultLexicalThreshold = 10_000
 
 // IndexWith is Index with options.
 func (db *DB) IndexWith(o IndexOptions) guichet.Index {
@@ -103,7 +134,11 @@ func (db *DB) IndexWith(o IndexOptions) guichet.Index {
 	if o.GraphWorkers <= 0 {
 		o.GraphWorkers = runtime.GOMAXPROCS(0)
 	}
-	return &index{db: db, opts: o, cache: map[int64]*collectionVectors{}, graphs: map[graphKey]*graphEntry{}}
+	if o.LexicalThreshold == 0 {
+		o.LexicalThreshold = DefaultLexicalThreshold
+	}
+	return &index{db: db, opts: o, cache: map[int64]*collectionVectors{}, graphs: map[graphKey]*graphEntry{},
+		lex: map[int64]*lexEntry{}}
 }
 
 type index struct {
@@ -118,6 +153,9 @@ type index struct {
 	work     sync.WaitGroup // background updates and saves
 	dirOnce  sync.Once
 	dir      string // where graphs are saved; "" for none
+
+	lexMu sync.Mutex
+	lex   map[int64]*lexEntry // in-memory lexical indexes, by collection
 }
 
 // collectionVectors is the cached embeddings of one collection, never
@@ -248,6 +286,9 @@ func (x *index) DeleteCollection(ctx context.Context, collectionID int64) error 
 		delete(x.cache, collectionID)
 		x.mu.Unlock()
 		x.dropGraphs(collectionID)
+		x.lexMu.Lock()
+		delete(x.lex, collectionID)
+		x.lexMu.Unlock()
 	}
 	return err
 }
@@ -282,13 +323,59 @@ func (x *index) Lexical(ctx context.Context, q guichet.IndexQuery) ([]guichet.Se
 	if err := checkQuery(q); err != nil {
 		return nil, err
 	}
-	match := ftsQuery(q.Text)
-	if match == "" {
+	words := lexical.QueryWords(q.Text)
+	if len(words) == 0 {
 		return nil, nil
 	}
+	// Collections with an up-to-date in-memory index are searched there,
+	// the others through FTS5; the hits are merged by score.
+	var docs map[int64]bool
+	if len(q.DocumentIDs) > 0 {
+		docs = make(map[int64]bool, len(q.DocumentIDs))
+		for _, d := range q.DocumentIDs {
+			docs[d] = true
+		}
+	}
+	var fts []int64
+	top := topK{k: q.Limit}
+	for _, coll := range uniq(q.CollectionIDs) {
+		lc, err := x.lexicalIndex(ctx, coll)
+		if err != nil {
+			return nil, err
+		}
+		if lc == nil || !lc.search(words, q, docs, &top) {
+			fts = append(fts, coll)
+		}
+	}
+	hits, err := x.fetchHits(ctx, top.items, guichet.Lexical)
+	if err != nil || len(fts) == 0 {
+		return hits, err
+	}
+	more, err := x.ftsLexical(ctx, q, words, fts)
+	if err != nil {
+		return nil, err
+	}
+	if len(hits) == 0 {
+		return more, nil
+	}
+	hits = append(hits, more...)
+	slices.SortStableFunc(hits, func(a, b guichet.SearchHit) int {
+		if a.Score != b.Score {
+			if a.Score > b.Score {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Chunk.ID, b.Chunk.ID)
+	})
+	return hits[:min(len(hits), q.Limit)], nil
+}
+
+// ftsLexical is the lexical search of colls through FTS5.
+func (x *index) ftsLexical(ctx context.Context, q guichet.IndexQuery, words []string, colls []int64) ([]guichet.SearchHit, error) {
 	query := `SELECT c.id, c.collection_id, c.document_id, c.content, c.metadata, c.embedding, c.created, bm25(chunks_fts)
 		FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid
-		WHERE chunks_fts MATCH ? AND c.collection_id IN (` + idList(q.CollectionIDs) + `)`
+		WHERE chunks_fts MATCH ? AND c.collection_id IN (` + idList(colls) + `)`
 	if len(q.DocumentIDs) > 0 {
 		query += ` AND c.document_id IN (` + idList(q.DocumentIDs) + `)`
 	}
@@ -296,7 +383,7 @@ func (x *index) Lexical(ctx context.Context, q guichet.IndexQuery) ([]guichet.Se
 	if q.Filter == nil {
 		query += ` LIMIT ` + strconv.Itoa(q.Limit)
 	}
-	rows, err := x.db.db.QueryContext(ctx, query, match)
+	rows, err := x.db.db.QueryContext(ctx, query, ftsQuery(words))
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +401,41 @@ func (x *index) Lexical(ctx context.Context, q guichet.IndexQuery) ([]guichet.Se
 		hits = append(hits, guichet.SearchHit{Chunk: c, Score: -bm25, Method: guichet.Lexical})
 	}
 	return hits, rows.Err()
+}
+
+// fetchHits reads the chunks of items, in order, as hits of method;
+// chunks deleted meanwhile are left out.
+func (x *index) fetchHits(ctx context.Context, items []scored, method guichet.SearchMethod) ([]guichet.SearchHit, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(items))
+	for i, s := range items {
+		ids[i] = s.id
+	}
+	rows, err := x.db.db.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks WHERE id IN (`+idList(ids)+`)`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	byID := make(map[int64]guichet.Chunk, len(ids))
+	for rows.Next() {
+		c, err := scanChunk(rows)
+		if err != nil {
+			return nil, err
+		}
+		byID[c.ID] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var hits []guichet.SearchHit
+	for _, s := range items {
+		if c, ok := byID[s.id]; ok {
+			hits = append(hits, guichet.SearchHit{Chunk: c, Score: s.score, Method: method})
+		}
+	}
+	return hits, nil
 }
 
 func (x *index) Semantic(ctx context.Context, q guichet.IndexQuery) ([]guichet.SearchHit, error) {
@@ -375,35 +497,9 @@ func (x *index) Semantic(ctx context.Context, q guichet.IndexQuery) ([]guichet.S
 				top.add(scored{cv.ids[i], score})
 			}
 		}
-		if len(top.items) == 0 {
-			return nil
-		}
-		ids := make([]int64, len(top.items))
-		for i, s := range top.items {
-			ids[i] = s.id
-		}
-		rows, err := conn.QueryContext(ctx, `SELECT `+chunkColumns+` FROM chunks WHERE id IN (`+idList(ids)+`)`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		byID := make(map[int64]guichet.Chunk, len(ids))
-		for rows.Next() {
-			c, err := scanChunk(rows)
-			if err != nil {
-				return err
-			}
-			byID[c.ID] = c
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, s := range top.items {
-			if c, ok := byID[s.id]; ok {
-				hits = append(hits, guichet.SearchHit{Chunk: c, Score: s.score, Method: guichet.Semantic})
-			}
-		}
-		return nil
+		var err error
+		hits, err = x.fetchHits(ctx, top.items, guichet.Semantic)
+		return err
 	}()
 	return hits, err
 }
@@ -587,53 +683,16 @@ func normalize(v []float32) ([]float32, bool) {
 // about 4 times the plain loop on a scan.
 func dot(a, b []float32) float32 { return vek32.Dot(a, b[:len(a)]) }
 
-// maxQueryWords bounds the words of a lexical query.
-const maxQueryWords = 64
-
-// ftsQuery turns user text into an FTS5 query: its words (runs of letters,
-// digits and combining marks), French stop words dropped unless nothing
-// else is left, each quoted as an FTS5 string, joined with OR. It is ""
-// when the text has no word.
-func ftsQuery(text string) string {
-	words := strings.FieldsFunc(text, func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsNumber(r) && !unicode.Is(unicode.Mn, r)
-	})
-	var kept, all []string
-	seen := map[string]bool{}
-	for _, w := range words {
-		w = strings.ToLower(w)
-		if seen[w] {
-			continue
-		}
-		seen[w] = true
-		all = append(all, w)
-		if !frenchStopWords[w] {
-			kept = append(kept, w)
-		}
+// ftsQuery turns the words of a query (lexical.QueryWords: letters,
+// digits and combining marks only) into an FTS5 query: each quoted as an
+// FTS5 string, joined with OR. It is "" when there is no word.
+func ftsQuery(words []string) string {
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = `"` + w + `"` // w has no quote: it is letters and digits
 	}
-	if len(kept) == 0 {
-		kept = all
-	}
-	if len(kept) > maxQueryWords {
-		kept = kept[:maxQueryWords]
-	}
-	for i, w := range kept {
-		kept[i] = `"` + w + `"` // w has no quote: it is letters and digits
-	}
-	return strings.Join(kept, " OR ")
+	return strings.Join(quoted, " OR ")
 }
-
-var frenchStopWords = func() map[string]bool {
-	m := map[string]bool{}
-	for _, w := range strings.Fields(`
-		a à au aux avec c ce ces cet cette d dans de des du elle elles en est et
-		il ils j je l la le les leur leurs lui m ma mais me mes n ne nous on ou où
-		par pas plus pour qu que qui s sa se ses son sont sur t ta te tes toi ton
-		tu un une vos votre vous y`) {
-		m[w] = true
-	}
-	return m
-}()
 
 // Metadata filters.
 
@@ -1035,4 +1094,165 @@ func (x *index) Close() error {
 		errs = append(errs, x.save(keys[i], e))
 	}
 	return errors.Join(errs...)
+}
+
+// In-memory lexical indexes of large collections.
+
+// lexEntry is the in-memory lexical index of one collection.
+type lexEntry struct {
+	build sync.Mutex // held while building
+
+	mu      sync.Mutex // guards the fields below
+	lc      *lexCollection
+	small   int64 // a version at which the collection was below the threshold; -1 none
+	pending bool  // a background build is queued or running
+}
+
+// lexCollection is a collection's chunks indexed by words, never
+// modified once built: position i of the index is chunk ids[i].
+type lexCollection struct {
+	version int64
+	ids     []int64
+	docs    []int64
+	meta    []map[string]any
+	idx     *lexical.Index
+}
+
+// search adds lc's best hits for q to top; false when the index cannot
+// search these words (FTS5 must).
+func (lc *lexCollection) search(words []string, q guichet.IndexQuery, docs map[int64]bool, top *topK) bool {
+	var keep func(int32) bool
+	if docs != nil || q.Filter != nil {
+		keep = func(i int32) bool {
+			return (docs == nil || docs[lc.docs[i]]) && (q.Filter == nil || matchFilter(*q.Filter, lc.meta[i]))
+		}
+	}
+	hits, ok := lc.idx.Search(words, q.Limit, keep)
+	for _, h := range hits {
+		if top.better(h.Score, lc.ids[h.Doc]) {
+			top.add(scored{lc.ids[h.Doc], h.Score})
+		}
+	}
+	return ok
+}
+
+// lexicalIndex returns the in-memory index of a collection when it
+// matches the collection's version, and otherwise nil (the caller
+// searches through FTS5) after starting its build in the background;
+// with SyncGraphs it builds it first. It is nil for a collection below
+// the threshold.
+func (x *index) lexicalIndex(ctx context.Context, coll int64) (*lexCollection, error) {
+	if x.opts.LexicalThreshold < 0 {
+		return nil, nil
+	}
+	version, err := x.version(ctx, coll)
+	if err != nil {
+		return nil, err
+	}
+	x.lexMu.Lock()
+	e := x.lex[coll]
+	if e == nil {
+		e = &lexEntry{small: -1}
+		x.lex[coll] = e
+	}
+	x.lexMu.Unlock()
+	e.mu.Lock()
+	if lc := e.lc; lc != nil && lc.version == version {
+		e.mu.Unlock()
+		return lc, nil
+	}
+	if e.small == version {
+		e.mu.Unlock()
+		return nil, nil
+	}
+	if x.opts.SyncGraphs {
+		e.mu.Unlock()
+		return x.buildLexical(ctx, coll, e)
+	}
+	if !e.pending {
+		e.pending = x.goWork(func() {
+			defer func() {
+				e.mu.Lock()
+				e.pending = false
+				e.mu.Unlock()
+			}()
+			x.buildLexical(context.Background(), coll, e)
+		})
+	}
+	e.mu.Unlock()
+	return nil, nil
+}
+
+func (x *index) version(ctx context.Context, coll int64) (int64, error) {
+	var version int64
+	err := x.db.db.QueryRowContext(ctx, `SELECT version FROM chunk_versions WHERE collection_id = ?`, coll).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = nil
+	}
+	return version, err
+}
+
+// buildLexical indexes the chunks of a collection, unless it is below
+// the threshold or e is already up to date, and stores the index in e.
+// The version is read before the rows: a write in between makes the
+// next search rebuild. A stale index is dropped rather than updated: a
+// rebuild costs seconds per million chunks, in the background.
+func (x *index) buildLexical(ctx context.Context, coll int64, e *lexEntry) (*lexCollection, error) {
+	e.build.Lock()
+	defer e.build.Unlock()
+	version, err := x.version(ctx, coll)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	lc := e.lc
+	e.mu.Unlock()
+	if lc != nil && lc.version == version {
+		return lc, nil
+	}
+	var n int
+	if err := x.db.db.QueryRowContext(ctx, `SELECT count(*) FROM chunks WHERE collection_id = ?`, coll).Scan(&n); err != nil {
+		return nil, err
+	}
+	if n < x.opts.LexicalThreshold {
+		e.mu.Lock()
+		e.lc, e.small = nil, version
+		e.mu.Unlock()
+		return nil, nil
+	}
+	rows, err := x.db.db.QueryContext(ctx, `SELECT id, document_id, content, metadata FROM chunks WHERE collection_id = ? ORDER BY id`, coll)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	lc = &lexCollection{version: version, ids: make([]int64, 0, n), docs: make([]int64, 0, n), meta: make([]map[string]any, 0, n)}
+	bd := lexical.NewBuilder()
+	for rows.Next() {
+		var (
+			id, doc  int64
+			content  string
+			metadata sql.NullString
+		)
+		if err := rows.Scan(&id, &doc, &content, &metadata); err != nil {
+			return nil, err
+		}
+		m, err := decodeMetadata(metadata)
+		if err != nil {
+			return nil, fmt.Errorf("chunk %d: %w", id, err)
+		}
+		bd.Add(content)
+		lc.ids = append(lc.ids, id)
+		lc.docs = append(lc.docs, doc)
+		lc.meta = append(lc.meta, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	lc.idx = bd.Build()
+	e.mu.Lock()
+	if e.lc == nil || e.lc.version <= version {
+		e.lc, e.small = lc, -1
+	}
+	e.mu.Unlock()
+	return lc, nil
 }

@@ -307,3 +307,135 @@ func TestIndexGraphBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIndexLexicalMemory runs the conformance suite with every
+// collection searched by words through the in-memory index.
+func TestIndexLexicalMemory(t *testing.T) {
+	ragtest.Index(t, func(t *testing.T) guichet.Index {
+		db := open(t, filepath.Join(t.TempDir(), "guichet.db"))
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return db.IndexWith(sqlite.IndexOptions{LexicalThreshold: 1, SyncGraphs: true})
+	})
+}
+
+// TestIndexLexicalMemoryMatchesFTS5 checks that the in-memory index
+// returns what FTS5 does on one collection: the same chunks in the same
+// order with the same scores, to the bit (package lexical computes
+// bm25() as FTS5 does, with the same log), with filters and document
+// scopes too.
+func TestIndexLexicalMemoryMatchesFTS5(t *testing.T) {
+	db := open(t, ":memory:")
+	defer db.Close()
+	ctx := t.Context()
+	r := rand.New(rand.NewPCG(7, 8))
+	fts := db.IndexWith(sqlite.IndexOptions{LexicalThreshold: -1})
+	mem := db.IndexWith(sqlite.IndexOptions{LexicalThreshold: 100, SyncGraphs: true})
+	chunks := make([]guichet.Chunk, 3000)
+	for i := range chunks {
+		chunks[i] = guichet.Chunk{
+			CollectionID: 1,
+			DocumentID:   int64(i/20 + 1),
+			Content:      frenchText(r, 20+r.IntN(200)),
+			Metadata:     map[string]any{"source": fmt.Sprintf("doc-%d.pdf", i/20), "page": i % 20},
+		}
+	}
+	if err := fts.Add(ctx, chunks); err != nil {
+		t.Fatal(err)
+	}
+	page3 := guichet.MetadataFilter{Key: "page", Op: "eq", Value: 3}
+	doc7 := guichet.MetadataFilter{Key: "source", Op: "sw", Value: "doc-7"}
+	for i := range 100 {
+		q := guichet.IndexQuery{Text: frenchText(r, 1+r.IntN(6)), CollectionIDs: []int64{1}, Limit: []int{1, 10, 50}[i%3]}
+		switch i % 5 {
+		case 1:
+			q.Filter = &page3
+		case 2:
+			q.Filter = &doc7 // a few documents only
+		case 3:
+			q.DocumentIDs = []int64{3, 50, 149}
+		}
+		want, err := fts.Lexical(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := mem.Lexical(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d hits, FTS5 %d", q.Text, len(got), len(want))
+		}
+		for j := range got {
+			if got[j].Chunk.ID != want[j].Chunk.ID || got[j].Score != want[j].Score {
+				t.Fatalf("%q hit %d: chunk %d score %v, FTS5 chunk %d score %v", q.Text, j,
+					got[j].Chunk.ID, got[j].Score, want[j].Chunk.ID, want[j].Score)
+			}
+			if got[j].Chunk.Content != want[j].Chunk.Content || got[j].Method != guichet.Lexical {
+				t.Fatalf("%q hit %d: chunk %+v", q.Text, j, got[j])
+			}
+		}
+	}
+	// A write makes the index stale: the next search rebuilds it (here,
+	// SyncGraphs) and sees the new chunk.
+	extra := []guichet.Chunk{{CollectionID: 1, DocumentID: 999, Content: "zygomatique zygomatique"}}
+	if err := fts.Add(ctx, extra); err != nil {
+		t.Fatal(err)
+	}
+	q := guichet.IndexQuery{Text: "Zygomatique", CollectionIDs: []int64{1}, Limit: 5}
+	got, err := mem.Lexical(ctx, q)
+	if err != nil || len(got) != 1 || got[0].Chunk.ID != extra[0].ID {
+		t.Fatalf("after a write: %v, %v", got, err)
+	}
+}
+
+// TestIndexLexicalMemoryBackground checks that, without SyncGraphs, FTS5
+// answers until the in-memory index is built in the background, and
+// that both answers are the same; and that several collections, some in
+// memory, some not, are merged.
+func TestIndexLexicalMemoryBackground(t *testing.T) {
+	db := open(t, ":memory:")
+	defer db.Close()
+	ctx := t.Context()
+	r := rand.New(rand.NewPCG(9, 10))
+	x := db.IndexWith(sqlite.IndexOptions{LexicalThreshold: 200})
+	var chunks []guichet.Chunk
+	for i := range 400 {
+		coll := int64(1)
+		if i%10 == 0 {
+			coll = 2 // 40 chunks: below the threshold, FTS5
+		}
+		chunks = append(chunks, guichet.Chunk{CollectionID: coll, DocumentID: int64(i/20 + 1), Content: frenchText(r, 50)})
+	}
+	if err := x.Add(ctx, chunks); err != nil {
+		t.Fatal(err)
+	}
+	q := guichet.IndexQuery{Text: "contrat de travail", CollectionIDs: []int64{1, 2}, Limit: 10}
+	first, err := x.Lexical(ctx, q)
+	if err != nil || len(first) != 10 {
+		t.Fatalf("Lexical: %d hits, %v", len(first), err)
+	}
+	colls := map[int64]bool{}
+	for range 50 {
+		hits, err := x.Lexical(ctx, q)
+		if err != nil || len(hits) != 10 {
+			t.Fatalf("Lexical: %d hits, %v", len(hits), err)
+		}
+		for i, h := range hits {
+			colls[h.Chunk.CollectionID] = true
+			if i > 0 && (h.Score > hits[i-1].Score || h.Score == hits[i-1].Score && h.Chunk.ID < hits[i-1].Chunk.ID) {
+				t.Fatalf("hits out of order: %v", hits)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !colls[1] || !colls[2] {
+		t.Errorf("hits from collections %v, want 1 and 2", colls)
+	}
+	if err := x.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+}

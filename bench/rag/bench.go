@@ -27,6 +27,10 @@ type Config struct {
 	PDFGlob string    // ingestion speed; "" to skip
 	Dir     string    // for the databases
 	Log     io.Writer // progress; nil for none
+
+	// LexicalOnly loads chunks without embeddings and measures lexical
+	// search only (no graph build, no semantic nor hybrid search).
+	LexicalOnly bool
 }
 
 // Latency is in milliseconds.
@@ -194,6 +198,9 @@ func measure(ctx context.Context, cfg Config, n, dims int, logf func(string, ...
 				Metadata:     map[string]any{"source": fmt.Sprintf("doc-%d.pdf", id/docChunk), "page": id % docChunk},
 				Embedding:    c.vector(k),
 			}
+			if cfg.LexicalOnly {
+				chunks[i].Embedding = nil
+			}
 		}
 		if err := x.Add(ctx, chunks); err != nil {
 			return nil, err
@@ -216,6 +223,25 @@ func measure(ctx context.Context, cfg Config, n, dims int, logf func(string, ...
 		return guichet.IndexQuery{Text: q.text, Vector: q.vec, CollectionIDs: []int64{1}, Limit: limit}
 	}
 
+	if cfg.LexicalOnly {
+		// The first search builds the in-memory index (SyncGraphs).
+		lex := db.IndexWith(sqlite.IndexOptions{GraphThreshold: -1, SyncGraphs: true})
+		start = time.Now()
+		if _, err := lex.Lexical(ctx, iq(qs[0])); err != nil {
+			return nil, err
+		}
+		logf("%d: lexical index built in %.1f s", n, time.Since(start).Seconds())
+		var err error
+		m.Lexical, err = timeIt(qs, func(q query) error {
+			_, err := lex.Lexical(ctx, iq(q))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		logf("%d × %d: %+v", n, dims, *m)
+		return m, nil
+	}
 	exact := db.IndexWith(sqlite.IndexOptions{GraphThreshold: -1})
 	graph := db.IndexWith(sqlite.IndexOptions{GraphThreshold: 1, SyncGraphs: true})
 	defer graph.(io.Closer).Close()

@@ -30,10 +30,11 @@ func main() {
 		queries = flag.Int("queries", 200, "queries per measure")
 		quick   = flag.Bool("quick", false, "10k chunks, 384 dimensions, 50 queries")
 		asJSON  = flag.Bool("json", false, "print JSON rather than Markdown")
-		pdfs    = flag.String("pdfs", "/work/shared/testdata/opengatellm/*.pdf", "PDFs for the ingestion speed (glob; empty: skip)")
+		lexOnly = flag.Bool("lexical-only", false, "chunks without embeddings, lexical search only")
+		pdfs    = flag.String("pdfs", "rag/parse/testdata/*.pdf", "PDFs for the ingestion speed (glob; empty: skip)")
 	)
 	flag.Parse()
-	cfg := Config{Queries: *queries, PDFGlob: *pdfs}
+	cfg := Config{Queries: *queries, PDFGlob: *pdfs, LexicalOnly: *lexOnly}
 	var err error
 	if cfg.Sizes, err = ints(*sizes); err != nil {
 		log.Fatalf("-sizes: %v", err)
