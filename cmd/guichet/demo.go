@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -39,12 +41,18 @@ func demo(args []string) int {
 	os.Setenv("GUICHET_SIM_URL", simURL)
 	fmt.Fprintf(os.Stderr, "guichet demo: guichet-sim (an upstream simulator, not a model) listening on %s\n", simURL)
 
-	hooks := &serveHooks{listening: func(addr, key string) {
+	hooks := &serveHooks{listening: func(addr, master string) {
+		// A user's key, not the master key: collections need an owner.
+		key, err := demoUser("http://"+addr, master)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "guichet demo: creating the demo user:", err)
+			key = master
+		}
 		fmt.Fprintf(os.Stderr, `
 guichet demo is serving the API on http://%[1]s in front of guichet-sim.
 Every answer is SIMULATED ("guichet-sim simulated answer: ..."), not from a model.
 
-  export GUICHET_KEY=%[2]s
+  export GUICHET_KEY=%[2]s   # demo@example.org's key (the master key is above)
   curl -N http://%[1]s/v1/chat/completions -H "Authorization: Bearer $GUICHET_KEY" \
     -H 'Content-Type: application/json' \
     -d '{"model":"sim-chat","stream":true,"messages":[{"role":"user","content":"Bonjour !"}]}'
@@ -55,4 +63,65 @@ Every answer is SIMULATED ("guichet-sim simulated answer: ..."), not from a mode
 `, addr, key)
 	}}
 	return serve([]string{"--dev", "--listen", *listen}, hooks)
+}
+
+// demoUser makes (or finds, on a second run) the role "demo" (every
+// model, public collections allowed) and the user demo@example.org,
+// through the admin API, and returns a new key of theirs.
+func demoUser(base, master string) (string, error) {
+	call := func(method, path string, body, out any) (int, error) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+master)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode, nil
+	}
+	type object struct {
+		ID    int64  `json:"id"`
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Token string `json:"token"`
+	}
+	var list struct{ Data []object }
+	find := func(path string, match func(object) bool) int64 {
+		list.Data = nil
+		call("GET", path, nil, &list)
+		for _, o := range list.Data {
+			if match(o) {
+				return o.ID
+			}
+		}
+		return 0
+	}
+	role := find("/v1/admin/roles?limit=100", func(o object) bool { return o.Name == "demo" })
+	if role == 0 {
+		var r object
+		if _, err := call("POST", "/v1/admin/roles", map[string]any{"name": "demo", "permissions": []string{"create_public_collection"},
+			"limits": []map[string]any{{"model": "*", "type": "rpm", "value": nil}}}, &r); err != nil {
+			return "", err
+		}
+		role = r.ID
+	}
+	user := find("/v1/admin/users?email=demo@example.org", func(o object) bool { return o.Email == "demo@example.org" })
+	if user == 0 {
+		var u object
+		if _, err := call("POST", "/v1/admin/users", map[string]any{"email": "demo@example.org", "name": "Demo", "role": role}, &u); err != nil {
+			return "", err
+		}
+		user = u.ID
+	}
+	var k object
+	st, err := call("POST", "/v1/admin/tokens", map[string]any{"name": "demo", "user": user}, &k)
+	if err == nil && (st != http.StatusCreated || k.Token == "") {
+		err = fmt.Errorf("POST /v1/admin/tokens answered %d", st)
+	}
+	return k.Token, err
 }

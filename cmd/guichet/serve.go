@@ -132,11 +132,11 @@ func serve(args []string, hooks *serveHooks) int {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("guichet serving", "version", version.Version, "listen", "http://"+ln.Addr().String(), "models", len(models.Models), "config", cfg.Format, "storage", st.mode)
-	if hooks != nil && hooks.listening != nil {
-		hooks.listening(ln.Addr().String(), key)
-	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if hooks != nil && hooks.listening != nil {
+		hooks.listening(ln.Addr().String(), key) // serving already: the hook may call the API
+	}
 	select {
 	case err := <-errc:
 		fmt.Fprintln(os.Stderr, "guichet:", err)
