@@ -53,7 +53,8 @@ func serverWith(t testing.TB, yaml string, wrap func(guichet.IdentityStore) guic
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { usage.Close(context.Background()) })
-	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: log, Identity: identity.NewDirectory(ids, key, log), Ledger: usage, Usage: store})
+	return NewServer(Options{Config: cfg, Models: routing.NewRegistry(cfg), Logger: log, Identity: identity.NewDirectory(ids, key, log), Ledger: usage, Usage: store,
+		Library: store, Index: store.Index()})
 }
 
 // newTestServer has unreachable providers and small size limits.
