@@ -113,4 +113,3 @@ func FuzzUploadFields(f *testing.F) {
 		}
 	})
 }
-
