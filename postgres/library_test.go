@@ -12,3 +12,9 @@ func TestLibrary(t *testing.T) {
 		return open(t, pgtest.DSN(t))
 	})
 }
+
+func TestChunksFollowDocuments(t *testing.T) {
+	db := open(t, pgtest.DSN(t))
+	t.Cleanup(func() { db.Close() })
+	storetest.ChunksFollowDocuments(t, db, db.Index())
+}

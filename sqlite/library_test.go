@@ -12,3 +12,9 @@ func TestLibrary(t *testing.T) {
 		return open(t, filepath.Join(t.TempDir(), "guichet.db"))
 	})
 }
+
+func TestChunksFollowDocuments(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "guichet.db"))
+	t.Cleanup(func() { db.Close() })
+	storetest.ChunksFollowDocuments(t, db, db.Index())
+}

@@ -638,3 +638,42 @@ func sameDocuments(t *testing.T, what string, got, want []*guichet.Document) {
 	}
 	same(t, what, norm(got), norm(want))
 }
+
+// ChunksFollowDocuments checks that a store's Index loses a document's
+// chunks whoever deletes the document: the Library, its collection's
+// deletion, or its owner's deletion (cascades included). Chunks of other
+// documents stay.
+func ChunksFollowDocuments(t *testing.T, s LibraryStore, index guichet.Index) {
+	ctx := t.Context()
+	alice := mkOwner(t, s, "alice@example.com")
+	bob := mkOwner(t, s, "bob@example.com")
+	aColl := mkCollection(t, s, alice.ID, "alice", guichet.Private)
+	a1 := mkDocument(t, s, aColl.ID, "a1", guichet.DocumentReady, hashOf("a1"))
+	a2 := mkDocument(t, s, aColl.ID, "a2", guichet.DocumentReady, hashOf("a2"))
+	bColl := mkCollection(t, s, bob.ID, "bob", guichet.Private)
+	b1 := mkDocument(t, s, bColl.ID, "b1", guichet.DocumentReady, hashOf("b1"))
+	b2 := mkDocument(t, s, bColl.ID, "b2", guichet.DocumentReady, hashOf("b2"))
+	var chunks []guichet.Chunk
+	for _, d := range []*guichet.Document{a1, a2, b1, b2} {
+		chunks = append(chunks, guichet.Chunk{CollectionID: d.CollectionID, DocumentID: d.ID, Content: "chunk of " + d.Name})
+	}
+	must(t, index.Add(ctx, chunks))
+	left := func(d *guichet.Document) int {
+		t.Helper()
+		list, err := index.Chunks(ctx, d.ID, 0, 0)
+		must(t, err)
+		return len(list)
+	}
+	must(t, s.DeleteDocument(ctx, b1.ID))
+	if left(b1) != 0 || left(b2) != 1 {
+		t.Errorf("after DeleteDocument: %d chunks of the deleted document, %d of its neighbour (want 0, 1)", left(b1), left(b2))
+	}
+	must(t, s.DeleteCollection(ctx, bColl.ID))
+	if left(b2) != 0 || left(a1) != 1 {
+		t.Errorf("after DeleteCollection: %d chunks left in it, %d in another (want 0, 1)", left(b2), left(a1))
+	}
+	must(t, s.DeleteUser(ctx, alice.ID))
+	if left(a1)+left(a2) != 0 {
+		t.Errorf("after DeleteUser: %d chunks of the user's documents left", left(a1)+left(a2))
+	}
+}
