@@ -2,6 +2,10 @@ package guichet
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -169,4 +173,127 @@ type Library interface {
 	// with reason, after a restart interrupted their ingestion, and says
 	// how many.
 	FailUnfinished(ctx context.Context, reason string) (int64, error)
+}
+
+// Check reports a malformed filter: a compound and a comparison at once,
+// an unknown operator or op, no key, or sw/ew/co with a value that is
+// not a string. Stores refuse such filters; the API says which field.
+func (f MetadataFilter) Check() error {
+	if len(f.Filters) > 0 || f.Operator != "" {
+		if f.Key != "" || f.Op != "" {
+			return errors.New("a filter is either a comparison (key, type, value) or a compound (filters, operator), not both")
+		}
+		if f.Operator != "and" && f.Operator != "or" {
+			return fmt.Errorf("operator must be and or or, not %q", f.Operator)
+		}
+		if len(f.Filters) == 0 {
+			return errors.New("a compound filter needs filters")
+		}
+		for _, g := range f.Filters {
+			if err := g.Check(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if f.Key == "" {
+		return errors.New("key is required")
+	}
+	switch f.Op {
+	case "eq":
+	case "sw", "ew", "co":
+		if _, ok := f.Value.(string); !ok {
+			return fmt.Errorf("%s compares strings: value must be a string", f.Op)
+		}
+	default:
+		return fmt.Errorf("type must be eq, sw, ew or co, not %q", f.Op)
+	}
+	return nil
+}
+
+// Match reports whether metadata m (as JSON decodes it) passes f, which
+// Check accepted. A missing key never matches.
+func (f MetadataFilter) Match(m map[string]any) bool {
+	if len(f.Filters) > 0 {
+		and := f.Operator == "and"
+		for _, g := range f.Filters {
+			if g.Match(m) != and {
+				return !and
+			}
+		}
+		return and
+	}
+	v, ok := m[f.Key]
+	if !ok {
+		return false
+	}
+	if f.Op == "eq" {
+		return sameValue(v, f.Value)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return false
+	}
+	want := f.Value.(string)
+	switch f.Op {
+	case "sw":
+		return strings.HasPrefix(s, want)
+	case "ew":
+		return strings.HasSuffix(s, want)
+	default:
+		return strings.Contains(s, want)
+	}
+}
+
+// sameValue compares a decoded JSON value with a filter's value: numbers
+// by value whatever their Go type, strings and bools exactly.
+func sameValue(got, want any) bool {
+	if g, ok := got.(float64); ok {
+		w, ok := MetadataNumber(want)
+		return ok && g == w
+	}
+	switch g := got.(type) {
+	case string:
+		w, ok := want.(string)
+		return ok && g == w
+	case bool:
+		w, ok := want.(bool)
+		return ok && g == w
+	}
+	return false
+}
+
+// MetadataNumber is v as a float64 if it is a number of any Go type
+// (JSON decodes numbers as float64; callers may give ints).
+func MetadataNumber(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case float32:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case int8:
+		return float64(n), true
+	case int16:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case uint:
+		return float64(n), true
+	case uint8:
+		return float64(n), true
+	case uint16:
+		return float64(n), true
+	case uint32:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }

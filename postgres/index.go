@@ -402,6 +402,9 @@ func where(q guichet.IndexQuery, args *[]any) (string, error) {
 		w += ` AND c.document_id = ANY($` + strconv.Itoa(len(*args)) + `::bigint[])`
 	}
 	if q.Filter != nil {
+		if err := q.Filter.Check(); err != nil {
+			return "", fmt.Errorf("metadata filter: %w", err)
+		}
 		f, err := filterSQL(*q.Filter, args)
 		if err != nil {
 			return "", err
@@ -729,42 +732,9 @@ func jsonValue(v any) (string, bool) {
 		b, err := json.Marshal(v)
 		return string(b), err == nil
 	}
-	n, ok := number(v)
+	n, ok := guichet.MetadataNumber(v)
 	if !ok || math.IsNaN(n) || math.IsInf(n, 0) {
 		return "", false
 	}
 	return strconv.FormatFloat(n, 'g', -1, 64), true
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case int8:
-		return float64(n), true
-	case int16:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case uint:
-		return float64(n), true
-	case uint8:
-		return float64(n), true
-	case uint16:
-		return float64(n), true
-	case uint32:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	return 0, false
 }

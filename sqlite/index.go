@@ -302,7 +302,7 @@ func checkQuery(q guichet.IndexQuery) error {
 		return fmt.Errorf("search: limit %d, want > 0", q.Limit)
 	}
 	if q.Filter != nil {
-		return checkFilter(*q.Filter)
+		return q.Filter.Check()
 	}
 	return nil
 }
@@ -395,7 +395,7 @@ func (x *index) ftsLexical(ctx context.Context, q guichet.IndexQuery, words []st
 		if err != nil {
 			return nil, err
 		}
-		if q.Filter != nil && !matchFilter(*q.Filter, c.Metadata) {
+		if q.Filter != nil && !q.Filter.Match(c.Metadata) {
 			continue
 		}
 		hits = append(hits, guichet.SearchHit{Chunk: c, Score: -bm25, Method: guichet.Lexical})
@@ -491,7 +491,7 @@ func (x *index) Semantic(ctx context.Context, q guichet.IndexQuery) ([]guichet.S
 				if !top.better(score, cv.ids[i]) {
 					continue
 				}
-				if q.Filter != nil && !matchFilter(*q.Filter, cv.meta[i]) {
+				if q.Filter != nil && !q.Filter.Match(cv.meta[i]) {
 					continue
 				}
 				top.add(scored{cv.ids[i], score})
@@ -694,122 +694,6 @@ func ftsQuery(words []string) string {
 	return strings.Join(quoted, " OR ")
 }
 
-// Metadata filters.
-
-func checkFilter(f guichet.MetadataFilter) error {
-	if len(f.Filters) > 0 {
-		if f.Key != "" || f.Op != "" {
-			return errors.New("metadata filter: both a comparison and a compound")
-		}
-		if f.Operator != "and" && f.Operator != "or" {
-			return fmt.Errorf("metadata filter: operator %q, want and or or", f.Operator)
-		}
-		for _, g := range f.Filters {
-			if err := checkFilter(g); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if f.Key == "" {
-		return errors.New("metadata filter: no key and no filters")
-	}
-	switch f.Op {
-	case "eq":
-	case "sw", "ew", "co":
-		if _, ok := f.Value.(string); !ok {
-			return fmt.Errorf("metadata filter %s: value %v is not a string", f.Op, f.Value)
-		}
-	default:
-		return fmt.Errorf("metadata filter: op %q, want eq, sw, ew or co", f.Op)
-	}
-	return nil
-}
-
-// matchFilter reports whether metadata m passes f, checked by checkFilter.
-func matchFilter(f guichet.MetadataFilter, m map[string]any) bool {
-	if len(f.Filters) > 0 {
-		and := f.Operator == "and"
-		for _, g := range f.Filters {
-			if matchFilter(g, m) != and {
-				return !and
-			}
-		}
-		return and
-	}
-	v, ok := m[f.Key]
-	if !ok {
-		return false
-	}
-	if f.Op == "eq" {
-		return sameValue(v, f.Value)
-	}
-	s, ok := v.(string)
-	if !ok {
-		return false
-	}
-	want := f.Value.(string)
-	switch f.Op {
-	case "sw":
-		return strings.HasPrefix(s, want)
-	case "ew":
-		return strings.HasSuffix(s, want)
-	default:
-		return strings.Contains(s, want)
-	}
-}
-
-// sameValue compares a decoded JSON value with a filter's value: numbers
-// by value whatever their Go type, strings and bools exactly.
-func sameValue(got, want any) bool {
-	if g, ok := got.(float64); ok {
-		w, ok := number(want)
-		return ok && g == w
-	}
-	switch g := got.(type) {
-	case string:
-		w, ok := want.(string)
-		return ok && g == w
-	case bool:
-		w, ok := want.(bool)
-		return ok && g == w
-	}
-	return false
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case int8:
-		return float64(n), true
-	case int16:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case uint:
-		return float64(n), true
-	case uint8:
-		return float64(n), true
-	case uint16:
-		return float64(n), true
-	case uint32:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	return 0, false
-}
-
 // HNSW graphs of large collections.
 
 type graphKey struct {
@@ -837,7 +721,7 @@ func searchGraph(g *hnsw.Graph, cv *collectionVectors, query []float32, q guiche
 		// The graph may be ahead of cv (a concurrent update): ids cv
 		// does not hold are skipped.
 		i, ok := pos[id]
-		return ok && cv.dims[i] == len(query) && (q.Filter == nil || matchFilter(*q.Filter, cv.meta[i]))
+		return ok && cv.dims[i] == len(query) && (q.Filter == nil || q.Filter.Match(cv.meta[i]))
 	}
 	for _, r := range g.Search(query, q.Limit, 0, keep) {
 		i := pos[r.ID]
@@ -1124,7 +1008,7 @@ func (lc *lexCollection) search(words []string, q guichet.IndexQuery, docs map[i
 	var keep func(int32) bool
 	if docs != nil || q.Filter != nil {
 		keep = func(i int32) bool {
-			return (docs == nil || docs[lc.docs[i]]) && (q.Filter == nil || matchFilter(*q.Filter, lc.meta[i]))
+			return (docs == nil || docs[lc.docs[i]]) && (q.Filter == nil || q.Filter.Match(lc.meta[i]))
 		}
 	}
 	hits, ok := lc.idx.Search(words, q.Limit, keep)
