@@ -242,6 +242,26 @@ func ragStory(t *testing.T, g *process, semantic bool) {
 		t.Errorf("search_results: %v %+v", err, results)
 	}
 
+	// The chat and the embeddings of the documents and of the queries are
+	// all in alice's ledger.
+	waitFor(t, "the chat and the embeddings in alice's usage", 10*time.Second, func() bool {
+		var usage struct {
+			Data []struct {
+				Endpoint string `json:"endpoint"`
+				Model    string `json:"model"`
+				Status   int    `json:"status"`
+			} `json:"data"`
+		}
+		api(t, g, alice, "GET", "/v1/me/usage?limit=100", nil, &usage)
+		seen := map[string]bool{}
+		for _, l := range usage.Data {
+			if l.Status == 200 {
+				seen[l.Endpoint+" "+l.Model] = true
+			}
+		}
+		return seen["/v1/chat/completions chat"] && (!semantic || seen["/v1/embeddings emb"])
+	})
+
 	// Streamed, with the legacy fields: search_results come in the last
 	// chunk before [DONE].
 	stream := c.Chat.Completions.NewStreaming(ctx(t), openai.ChatCompletionNewParams{
