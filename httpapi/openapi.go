@@ -29,7 +29,9 @@ type ChatCompletionRequest struct {
 	Temperature         *float64             `json:"temperature,omitempty" minimum:"0" maximum:"2"`
 	TopP                *float64             `json:"top_p,omitempty" minimum:"0" maximum:"1"`
 	Stop                json.RawMessage      `json:"stop,omitempty" doc:"A string or a list of strings."`
-	Tools               []json.RawMessage    `json:"tools,omitempty" doc:"Function tools: {type: function, function: {name, description, parameters}}."`
+	Tools               []json.RawMessage    `json:"tools,omitempty" doc:"Function tools: {type: function, function: {name, description, parameters}}; and at most one {type: search} tool (the fields of POST /v1/search without query): guichet searches with the last user message, puts the passages in it, and returns them as search_results."`
+	Search              *bool                `json:"search,omitempty" doc:"Deprecated (OpenGateLLM): true searches with search_args; prefer the search tool."`
+	SearchArgs          *SearchRequest       `json:"search_args,omitempty" doc:"Deprecated (OpenGateLLM): {collections, k, method, rff_k, score_threshold}."`
 	ToolChoice          json.RawMessage      `json:"tool_choice,omitempty"`
 	ResponseFormat      json.RawMessage      `json:"response_format,omitempty" doc:"{type: text | json_object | json_schema}."`
 }
