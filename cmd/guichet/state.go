@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -74,6 +75,9 @@ func openState(ctx context.Context, cfg *config.Config, withRedis bool, log *slo
 func (st *state) Close() {
 	if st.redis != nil {
 		st.redis.Close()
+	}
+	if c, ok := st.index.(io.Closer); ok {
+		c.Close() // the embedded index saves its vector graphs
 	}
 	st.store.Close()
 }
