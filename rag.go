@@ -169,10 +169,10 @@ type Library interface {
 	// Metadata, and sets Updated.
 	UpdateDocument(ctx context.Context, d *Document) error
 	DeleteDocument(ctx context.Context, id int64) error
-	// FailUnfinished marks every queued or processing document failed
-	// with reason, after a restart interrupted their ingestion, and says
-	// how many.
-	FailUnfinished(ctx context.Context, reason string) (int64, error)
+	// FailUnfinished marks failed, with reason, every queued or
+	// processing document last updated before updatedBefore (their
+	// ingestion was interrupted), and says how many.
+	FailUnfinished(ctx context.Context, reason string, updatedBefore time.Time) (int64, error)
 }
 
 // Check reports a malformed filter: a compound and a comparison at once,

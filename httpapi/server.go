@@ -119,6 +119,8 @@ func NewServer(o Options) *Server {
 			if err := s.rag.Resume(ctx); err != nil {
 				s.log.Error("RAG: cannot mark interrupted ingestions failed", "err", err)
 			}
+		} else {
+			s.rag.ReapEvery(5 * time.Minute)
 		}
 	}
 	src := metrics.Sources{

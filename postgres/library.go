@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/guichet/guichet"
 	"github.com/jackc/pgx/v5"
@@ -268,9 +269,9 @@ func (db *DB) DeleteDocument(ctx context.Context, id int64) error {
 	return db.deleteLibraryRow(ctx, "documents", "document", id)
 }
 
-func (db *DB) FailUnfinished(ctx context.Context, reason string) (int64, error) {
+func (db *DB) FailUnfinished(ctx context.Context, reason string, updatedBefore time.Time) (int64, error) {
 	tag, err := db.pool.Exec(ctx, `UPDATE documents SET status = 'failed', error = $1, updated = $2
-		WHERE status IN ('queued', 'processing')`, reason, now())
+		WHERE status IN ('queued', 'processing') AND updated < $3`, reason, now(), updatedBefore.UTC())
 	if err != nil {
 		return 0, fmt.Errorf("fail unfinished documents: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/rag/parse"
@@ -91,11 +92,42 @@ func New(lib guichet.Library, index guichet.Index, embed Embedder, opts Options,
 // Resume marks the documents a previous run left unfinished as failed:
 // their files were not kept, so they must be uploaded again.
 func (s *Service) Resume(ctx context.Context) error {
-	n, err := s.lib.FailUnfinished(ctx, "the ingestion was interrupted by a restart of guichet: upload the file again")
+	n, err := s.lib.FailUnfinished(ctx, "the ingestion was interrupted by a restart of guichet: upload the file again", time.Now())
 	if n > 0 {
 		s.log.Warn("documents left unfinished by the last run are marked failed", "documents", n)
 	}
 	return err
+}
+
+// staleAfter is how long a queued or processing document may go without
+// an update before it is taken for abandoned (its replica died): longer
+// than an ingestion may take.
+const staleAfter = ingestTimeout + 5*time.Minute
+
+// ReapEvery marks failed, every period until Close, the documents whose
+// ingestion was abandoned by a replica that stopped (cluster mode, where
+// Resume cannot tell another replica's work from a dead one's).
+func (s *Service) ReapEvery(period time.Duration) {
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				n, err := s.lib.FailUnfinished(s.ctx, "the ingestion was abandoned (the guichet replica doing it stopped): upload the file again", time.Now().Add(-staleAfter))
+				if err != nil && s.ctx.Err() == nil {
+					s.log.Warn("RAG: cannot mark abandoned ingestions failed", "err", err)
+				}
+				if n > 0 {
+					s.log.Warn("abandoned ingestions marked failed", "documents", n)
+				}
+			}
+		}
+	}()
 }
 
 // Close stops the workers: an ingestion in progress fails (nothing of it

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/guichet/guichet"
 )
@@ -244,9 +245,9 @@ func (db *DB) DeleteDocument(ctx context.Context, id int64) error {
 	return db.deleteLibraryRow(ctx, "documents", "document", id)
 }
 
-func (db *DB) FailUnfinished(ctx context.Context, reason string) (int64, error) {
+func (db *DB) FailUnfinished(ctx context.Context, reason string, updatedBefore time.Time) (int64, error) {
 	res, err := db.db.ExecContext(ctx, `UPDATE documents SET status = 'failed', error = ?, updated = ?
-		WHERE status IN ('queued', 'processing')`, reason, micros(now()))
+		WHERE status IN ('queued', 'processing') AND updated < ?`, reason, micros(now()), micros(updatedBefore))
 	if err != nil {
 		return 0, fmt.Errorf("fail unfinished documents: %w", err)
 	}

@@ -478,8 +478,11 @@ func testFailUnfinished(t *testing.T, s LibraryStore) {
 	must(t, s.CreateDocument(ctx, failed))
 
 	time.Sleep(2 * time.Millisecond) // so Updated moves past Created
+	cut := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	late := mkDocument(t, s, c1.ID, "late", guichet.DocumentQueued, hashOf("l")) // queued after the cut
 	const reason = "interrupted by a restart"
-	n, err := s.FailUnfinished(ctx, reason)
+	n, err := s.FailUnfinished(ctx, reason, cut)
 	must(t, err)
 	if n != 2 {
 		t.Errorf("FailUnfinished: %d, want 2", n)
@@ -494,12 +497,12 @@ func testFailUnfinished(t *testing.T, s LibraryStore) {
 			t.Errorf("%s document after FailUnfinished: Updated %v, not after Created %v", d.Name, got.Updated, d.Created)
 		}
 	}
-	for _, d := range []*guichet.Document{ready, failed} {
+	for _, d := range []*guichet.Document{ready, failed, late} {
 		got, err := s.Document(ctx, d.ID)
 		must(t, err)
 		sameDocument(t, d.Name+" document after FailUnfinished", got, d)
 	}
-	n, err = s.FailUnfinished(ctx, reason)
+	n, err = s.FailUnfinished(ctx, reason, cut)
 	must(t, err)
 	if n != 0 {
 		t.Errorf("FailUnfinished again: %d, want 0", n)
@@ -572,7 +575,7 @@ func testLibraryIdentityVersion(t *testing.T, s LibraryStore) {
 	d := mkDocument(t, s, c.ID, "d", guichet.DocumentQueued, hashOf("d"))
 	d.Status = guichet.DocumentProcessing
 	must(t, s.UpdateDocument(ctx, d))
-	_, err := s.FailUnfinished(ctx, "restart")
+	_, err := s.FailUnfinished(ctx, "restart", time.Now())
 	must(t, err)
 	must(t, s.DeleteDocument(ctx, d.ID))
 	must(t, s.DeleteCollection(ctx, c.ID))
