@@ -95,6 +95,7 @@ type SearchRequest struct {
 	RRFK            *int            `json:"rff_k,omitempty" minimum:"0" maximum:"16384" doc:"Reciprocal rank fusion's k, for hybrid (default 60)."`
 	ScoreThreshold  *float64        `json:"score_threshold,omitempty" minimum:"-1" maximum:"1" doc:"Semantic hits with a lower cosine similarity are dropped (for hybrid, before the fusion)."`
 	WebSearch       bool            `json:"web_search,omitempty" doc:"Not supported: must be false."`
+	WebSearchK      int             `json:"web_search_k,omitempty" doc:"Accepted for OpenGateLLM clients and ignored (no web search)."`
 }
 
 // MetadataFilter is a comparison {key, type, value} or a compound
