@@ -119,24 +119,31 @@ func (s *Service) Search(ctx context.Context, c *guichet.Principal, q Query) (*R
 		}
 	}
 
+	// Lexical search runs while the query is embedded and searched by
+	// meaning: a hybrid search takes the longer of the two, not the sum.
 	res := &Results{}
 	var lexical, semantic []guichet.SearchHit
-	var err error
-	if q.Method != guichet.Semantic {
+	var lexErr error
+	lexDone := make(chan struct{})
+	go func() {
+		defer close(lexDone)
+		if q.Method == guichet.Semantic {
+			return
+		}
 		lq := iq
 		if q.Method == guichet.Hybrid {
 			lq.Limit *= 2 // fusion needs more candidates than it returns
 		}
-		if lexical, err = s.index.Lexical(ctx, lq); err != nil {
-			return nil, s.internal("search by words", err)
-		}
-	}
+		lexical, lexErr = s.index.Lexical(ctx, lq)
+	}()
 	if q.Method != guichet.Lexical {
 		vecs, tokens, err := s.embed.Embed(ctx, c, []string{q.Text}, false)
 		if err != nil {
+			<-lexDone
 			return nil, embedError(err)
 		}
 		if len(vecs) != 1 {
+			<-lexDone
 			return nil, errorf(http.StatusBadGateway, "embedding_failed", "the embedding model returned %d vectors for 1 text", len(vecs))
 		}
 		res.InputTokens = tokens
@@ -146,8 +153,13 @@ func (s *Service) Search(ctx context.Context, c *guichet.Principal, q Query) (*R
 			sq.Limit *= 2
 		}
 		if semantic, err = s.index.Semantic(ctx, sq); err != nil {
+			<-lexDone
 			return nil, s.internal("search by meaning", err)
 		}
+	}
+	<-lexDone
+	if lexErr != nil {
+		return nil, s.internal("search by words", lexErr)
 	}
 	var hits []guichet.SearchHit
 	switch q.Method {

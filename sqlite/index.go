@@ -715,6 +715,18 @@ type graphEntry struct {
 
 // searchGraph adds to top the chunks the graph finds, scored exactly
 // as the scan does.
+// efSearch is the HNSW candidate list for a search of limit hits in a
+// graph of n nodes: recall falls as graphs grow at a fixed ef (measured
+// with bench/rag on clustered 384-d data: 1.000 at 100k, 0.892 at 1M with
+// ef 64), so big graphs search wider.
+func efSearch(n, limit int) int {
+	ef := hnsw.DefaultEfSearch
+	if n > 250_000 {
+		ef = 160
+	}
+	return max(ef, 4*limit)
+}
+
 func searchGraph(g *hnsw.Graph, cv *collectionVectors, query []float32, q guichet.IndexQuery, top *topK) {
 	pos := cv.positions()
 	keep := func(id int64) bool {
@@ -723,7 +735,7 @@ func searchGraph(g *hnsw.Graph, cv *collectionVectors, query []float32, q guiche
 		i, ok := pos[id]
 		return ok && cv.dims[i] == len(query) && (q.Filter == nil || q.Filter.Match(cv.meta[i]))
 	}
-	for _, r := range g.Search(query, q.Limit, 0, keep) {
+	for _, r := range g.Search(query, q.Limit, efSearch(g.Len(), q.Limit), keep) {
 		i := pos[r.ID]
 		score := 0.0
 		if v := cv.vecs[i]; v != nil {

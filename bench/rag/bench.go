@@ -300,14 +300,25 @@ func measure(ctx context.Context, cfg Config, n, dims int, logf func(string, ...
 	// Hybrid as the RAG service does it: both searches, then fusion.
 	// The embedded index is the one a deployment uses: HNSW above the
 	// default threshold.
+	// Like rag.Service.Search: twice the candidates from each side, the
+	// two searches at once.
 	m.Hybrid, err2 = timeIt(qs, func(q query) error {
-		lex, err := graph.Lexical(ctx, iq(q))
+		wide := iq(q)
+		wide.Limit *= 2
+		var lex []guichet.SearchHit
+		var lexErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			lex, lexErr = graph.Lexical(ctx, wide)
+		}()
+		sem, err := graph.Semantic(ctx, wide)
+		<-done
 		if err != nil {
 			return err
 		}
-		sem, err := graph.Semantic(ctx, iq(q))
-		if err != nil {
-			return err
+		if lexErr != nil {
+			return lexErr
 		}
 		rag.Fuse(rag.DefaultRRFK, limit, lex, sem)
 		return nil
