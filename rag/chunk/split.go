@@ -101,7 +101,7 @@ func (st *state) measure(a, b int) int64 {
 		return 0
 	}
 	if st.tokens {
-		return tokens.Uncached(st.doc[a:b]) // one-off pieces: keep the cache for prompts
+		return tokens.Text(st.doc[a:b])
 	}
 	return int64(utf8.RuneCountInString(st.doc[a:b]))
 }
