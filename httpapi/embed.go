@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/guichet/guichet"
 	"github.com/guichet/guichet/openai"
@@ -25,9 +23,7 @@ type embedder struct{ s *Server }
 
 func (e embedder) Embed(ctx context.Context, caller *guichet.Principal, texts []string, background bool) ([][]float32, int64, error) {
 	s := e.s
-	x := &exchange{id: idPrefix + strconv.FormatUint(idCounter.Add(1), 36), endpoint: guichet.EndpointEmbeddings,
-		start: time.Now(), principal: caller, estimate: -1, ctx: ctx, tracing: s.tracing, step: noSpan}
-	x.next("decode")
+	x := s.beginFor(ctx, newRequestID(), caller, guichet.EndpointEmbeddings)
 	model, gerr := s.resolve(x, s.cfg.RAG.EmbeddingModel)
 	if gerr != nil {
 		if gerr.Status == http.StatusNotFound {
@@ -67,18 +63,13 @@ func (e embedder) Embed(ctx context.Context, caller *guichet.Principal, texts []
 			payload, err = readAnswer(resp.Body)
 			return err
 		},
-		Attempted: x.attempted,
 	}
-	ans, err := model.Send(x.next("send"), call)
-	x.endAttempt("client_gone")
-	if err != nil {
-		gerr := asError(err)
+	ans, gerr := x.dispatch(model, call)
+	if gerr != nil {
 		s.settle(x, gerr.Status)
 		return nil, 0, gerr
 	}
 	defer ans.Close()
-	x.answeredBy(ans)
-	x.next("respond")
 	if ans.StatusCode >= 300 {
 		body, _ := readAnswer(ans.Body)
 		s.settle(x, ans.StatusCode)

@@ -199,15 +199,11 @@ func (s *Server) relayJSON(w http.ResponseWriter, r *http.Request, x *exchange, 
 // is), ends the request here and send returns nil; otherwise the caller
 // relays the answer and closes it.
 func (s *Server) send(w http.ResponseWriter, r *http.Request, x *exchange, model *routing.Model, call routing.Call) *routing.Answer {
-	call.Attempted = x.attempted
-	ans, err := model.Send(x.next("send"), call)
-	x.endAttempt("client_gone") // the client left during an attempt
-	if err != nil {
-		s.fail(w, x, asError(err))
+	ans, gerr := x.dispatch(model, call)
+	if gerr != nil {
+		s.fail(w, x, gerr)
 		return nil
 	}
-	x.answeredBy(ans)
-	x.next("respond")
 	if ans.StatusCode >= 300 {
 		relayAsIs(w, ans)
 		ans.Close()
@@ -215,6 +211,21 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, x *exchange, model
 		return nil
 	}
 	return ans
+}
+
+// dispatch sends call to the model's providers, recording every attempt
+// on the exchange, and starts the respond step; the caller relays (or
+// reads) the answer and closes it.
+func (x *exchange) dispatch(model *routing.Model, call routing.Call) (*routing.Answer, *guichet.Error) {
+	call.Attempted = x.attempted
+	ans, err := model.Send(x.next("send"), call)
+	x.endAttempt("client_gone") // the client left during an attempt
+	if err != nil {
+		return nil, asError(err)
+	}
+	x.answeredBy(ans)
+	x.next("respond")
+	return ans, nil
 }
 
 // relayAsIs copies an answer's status, type and body to the client.
@@ -290,8 +301,13 @@ type try struct {
 }
 
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, e guichet.Endpoint) *exchange {
-	x := &exchange{id: w.Header().Get("X-Request-Id"), endpoint: e, start: time.Now(), principal: principal(r), estimate: -1,
-		ctx: r.Context(), tracing: s.tracing, step: noSpan}
+	return s.beginFor(r.Context(), w.Header().Get("X-Request-Id"), principal(r), e)
+}
+
+// beginFor starts an exchange for a caller outside an HTTP request of
+// theirs (the RAG service's embeddings) as well as inside one.
+func (s *Server) beginFor(ctx context.Context, id string, p *guichet.Principal, e guichet.Endpoint) *exchange {
+	x := &exchange{id: id, endpoint: e, start: time.Now(), principal: p, estimate: -1, ctx: ctx, tracing: s.tracing, step: noSpan}
 	x.next("decode")
 	return x
 }

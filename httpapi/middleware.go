@@ -26,10 +26,11 @@ func newIDPrefix() string {
 	return "req-" + hex.EncodeToString(b) + "-"
 }
 
+func newRequestID() string { return idPrefix + strconv.FormatUint(idCounter.Add(1), 36) }
+
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := idPrefix + strconv.FormatUint(idCounter.Add(1), 36)
-		w.Header().Set("X-Request-Id", id)
+		w.Header().Set("X-Request-Id", newRequestID())
 		s.inflight.Add(1)
 		defer s.inflight.Add(-1)
 		next.ServeHTTP(w, r)
