@@ -154,7 +154,10 @@ type Library interface {
 	Collections(ctx context.Context, f CollectionFilter, p Page) ([]*Collection, error)
 	// UpdateCollection changes name, description and visibility.
 	UpdateCollection(ctx context.Context, c *Collection) error
-	// DeleteCollection deletes its documents too.
+	// DeleteCollection deletes its documents too. Deleting a document,
+	// however it happens (DeleteDocument, DeleteCollection, the owner's
+	// DeleteUser), deletes its chunks from the same store's Index, in the
+	// same transaction (storetest.ChunksFollowDocuments).
 	DeleteCollection(ctx context.Context, id int64) error
 
 	// CreateDocument sets ID, Created and Updated. It fails with

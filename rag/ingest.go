@@ -462,10 +462,8 @@ func (s *Service) DeleteDocument(ctx context.Context, c *guichet.Principal, id i
 	return s.deleteDocument(ctx, id)
 }
 
+// deleteDocument deletes a document; its chunks go with it (Library).
 func (s *Service) deleteDocument(ctx context.Context, id int64) *guichet.Error {
-	if err := s.index.DeleteDocument(ctx, id); err != nil {
-		return s.internal("delete a document's chunks", err)
-	}
 	if err := s.lib.DeleteDocument(ctx, id); err != nil && !errors.Is(err, guichet.ErrNotFound) {
 		return s.internal("delete a document", err)
 	}

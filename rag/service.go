@@ -345,13 +345,14 @@ func (s *Service) DeleteCollection(ctx context.Context, c *guichet.Principal, id
 	if _, gerr := s.writable(ctx, c, id); gerr != nil {
 		return gerr
 	}
-	// The chunks go first: a failure leaves a collection to delete again,
-	// never chunks that no collection owns.
-	if err := s.index.DeleteCollection(ctx, id); err != nil {
-		return s.internal("delete a collection's chunks", err)
-	}
+	// The documents and their chunks go in one transaction (Library);
+	// then the index drops what else it keeps for the collection (the
+	// embedded one's vector graph files).
 	if err := s.lib.DeleteCollection(ctx, id); err != nil && !errors.Is(err, guichet.ErrNotFound) {
 		return s.internal("delete a collection", err)
+	}
+	if err := s.index.DeleteCollection(ctx, id); err != nil {
+		return s.internal("delete a collection's chunks", err)
 	}
 	return nil
 }
