@@ -188,6 +188,14 @@ func chunkOut(c *guichet.Chunk) Chunk {
 	return Chunk{Object: "chunk", ID: c.ID, CollectionID: c.CollectionID, DocumentID: c.DocumentID, Content: c.Content, Metadata: m, Created: c.Created.Unix()}
 }
 
+func chunksOut(list []guichet.Chunk) []Chunk {
+	out := make([]Chunk, len(list))
+	for i := range list {
+		out[i] = chunkOut(&list[i])
+	}
+	return out
+}
+
 func (s *Server) createCollection(w http.ResponseWriter, r *http.Request) {
 	var req CollectionRequest
 	if gerr := decodeBody(w, r, &req); gerr != nil {
@@ -555,11 +563,7 @@ func (s *Server) addChunks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, gerr)
 		return
 	}
-	out := make([]Chunk, len(list))
-	for i := range list {
-		out[i] = chunkOut(&list[i])
-	}
-	writeJSON(w, http.StatusCreated, listOf(out))
+	writeJSON(w, http.StatusCreated, listOf(chunksOut(list)))
 }
 
 func (s *Server) listChunks(document string) http.HandlerFunc {
@@ -579,11 +583,7 @@ func (s *Server) listChunks(document string) http.HandlerFunc {
 			writeError(w, gerr)
 			return
 		}
-		out := make([]Chunk, len(list))
-		for i := range list {
-			out[i] = chunkOut(&list[i])
-		}
-		writeJSON(w, http.StatusOK, listOf(out))
+		writeJSON(w, http.StatusOK, listOf(chunksOut(list)))
 	}
 }
 
